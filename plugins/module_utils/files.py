@@ -1,0 +1,180 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) kubeops.etcd contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""File helpers: streaming hashes, atomic writes, moving aside (never deleting)."""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import datetime
+import errno
+import hashlib
+import os
+import tempfile
+
+from ansible.module_utils.common.text.converters import to_bytes
+
+from ansible_collections.kubeops.etcd.plugins.module_utils.errors import EtcdModuleError, node_name
+
+CHUNK_SIZE = 1024 * 1024
+
+# etcdctl snapshot save appends the SHA-256 of the streamed database; the
+# bbolt database itself is a whole number of 512-byte-aligned pages.
+TRAILING_HASH_SIZE = 32
+SNAPSHOT_ALIGNMENT = 512
+
+
+def timestamp(now=None):
+    """UTC timestamp for file names: 20261122T013500Z."""
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    return now.strftime('%Y%m%dT%H%M%SZ')
+
+
+def iso_utc(now=None):
+    """UTC time in ISO 8601 with a Z suffix: 2026-11-22T01:35:00Z."""
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    return now.strftime('%Y-%m-%dT%H:%M:%SZ')
+
+
+def _open_for_reading(path):
+    try:
+        return open(path, 'rb')
+    except (IOError, OSError) as exc:
+        raise EtcdModuleError(
+            'Cannot read %s on %s: %s' % (path, node_name(), exc.strerror or exc),
+            path=path)
+
+
+def sha256_file(path, chunk=CHUNK_SIZE):
+    """SHA-256 hex digest of a file, read in chunks (memory flat with size)."""
+    digest = hashlib.sha256()
+    with _open_for_reading(path) as handle:
+        while True:
+            block = handle.read(chunk)
+            if not block:
+                break
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def snapshot_digests(path, chunk=CHUNK_SIZE):
+    """Hash a snapshot file in one streaming pass.
+
+    Returns a dict with ``size``, ``sha256`` (of the whole file) and
+    ``has_trailing_hash``: True when the size is 512*n + 32 and the last 32
+    bytes are the SHA-256 of everything before them (what etcdctl snapshot save
+    appends and what restore checks unless --skip-hash-check).
+    """
+    size = os.path.getsize(path)
+    whole = hashlib.sha256()
+    body = hashlib.sha256()
+    may_have_trailer = size >= TRAILING_HASH_SIZE and size % SNAPSHOT_ALIGNMENT == TRAILING_HASH_SIZE
+    body_size = size - TRAILING_HASH_SIZE if may_have_trailer else size
+    trailer = b''
+    position = 0
+    with _open_for_reading(path) as handle:
+        while True:
+            block = handle.read(chunk)
+            if not block:
+                break
+            whole.update(block)
+            if may_have_trailer:
+                end = position + len(block)
+                if position < body_size:
+                    body.update(block[:body_size - position])
+                if end > body_size:
+                    trailer += block[max(0, body_size - position):]
+            position += len(block)
+    if position != size:
+        raise EtcdModuleError(
+            '%s on %s changed size while it was read (%d bytes, then %d); is another process writing it?'
+            % (path, node_name(), size, position), path=path)
+    has_trailing_hash = bool(may_have_trailer and trailer == body.digest())
+    return {'size': size, 'sha256': whole.hexdigest(), 'has_trailing_hash': has_trailing_hash}
+
+
+def dir_is_empty(path):
+    """True when path is a directory with no entries (missing counts as empty)."""
+    try:
+        return not os.listdir(path)
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            return True
+        raise EtcdModuleError('Cannot list %s on %s: %s' % (path, node_name(), exc.strerror or exc), path=path)
+
+
+def move_aside(path, suffix):
+    """Rename path to ``<path>.<suffix>`` (never deletes); returns the new path.
+
+    Refuses to overwrite an existing file of that name.
+    """
+    target = '%s.%s' % (path, suffix)
+    if os.path.lexists(target):
+        raise EtcdModuleError(
+            'Cannot move %s aside on %s: %s already exists. Move or remove it, then retry.'
+            % (path, node_name(), target), path=path)
+    try:
+        os.rename(path, target)
+    except OSError as exc:
+        raise EtcdModuleError(
+            'Cannot move %s to %s on %s: %s' % (path, target, node_name(), exc.strerror or exc), path=path)
+    return target
+
+
+def make_private_dir(path):
+    """Create path (and missing parents) with mode 0700; returns True when created."""
+    if os.path.isdir(path):
+        return False
+    try:
+        os.makedirs(path, 0o700)
+        os.chmod(path, 0o700)
+    except OSError as exc:
+        raise EtcdModuleError(
+            'Cannot create directory %s on %s: %s' % (path, node_name(), exc.strerror or exc), path=path)
+    return True
+
+
+def remove_if_exists(path):
+    """Remove a file this module created itself (partial outputs)."""
+    try:
+        os.unlink(path)
+    except OSError as exc:
+        if exc.errno != errno.ENOENT:
+            raise
+
+
+def atomic_write(module, path, data, mode, owner=None):
+    """Write data to path through a temp file in the same dir and module.atomic_move.
+
+    ``mode`` is an int (0o600); ``owner`` an optional (uid, gid) tuple.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    payload = to_bytes(data, errors='surrogate_or_strict')
+    fd = None
+    tmp_path = None
+    try:
+        fd, tmp_path = tempfile.mkstemp(prefix='.%s.' % os.path.basename(path), suffix='.tmp', dir=directory)
+        os.fchmod(fd, mode)
+        if owner is not None:
+            os.fchown(fd, owner[0], owner[1])
+        view = memoryview(payload)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        os.fsync(fd)
+        os.close(fd)
+        fd = None
+        module.atomic_move(tmp_path, path)
+        tmp_path = None
+        # atomic_move may copy the old file's attributes; the mode we want wins.
+        os.chmod(path, mode)
+    except (IOError, OSError) as exc:
+        raise EtcdModuleError(
+            'Cannot write %s on %s: %s' % (path, node_name(), exc.strerror or exc), path=path)
+    finally:
+        if fd is not None:
+            os.close(fd)
+        if tmp_path is not None:
+            remove_if_exists(tmp_path)
