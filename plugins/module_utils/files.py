@@ -12,6 +12,7 @@ import datetime
 import errno
 import hashlib
 import os
+import struct
 import tempfile
 
 from ansible.module_utils.common.text.converters import to_bytes
@@ -178,3 +179,69 @@ def atomic_write(module, path, data, mode, owner=None):
             os.close(fd)
         if tmp_path is not None:
             remove_if_exists(tmp_path)
+
+
+# bbolt (etcd's database) starts with two meta pages; each holds this header
+# after the 16-byte page header. See go.etcd.io/bbolt's meta struct.
+BOLT_MAGIC = 0xED0CDAED
+BOLT_VERSION = 2
+_PAGE_HEADER_SIZE = 16
+_META_SIZE = 64
+_FNV64_OFFSET = 0xcbf29ce484222325
+_FNV64_PRIME = 0x100000001b3
+
+
+def _fnv64a(data):
+    value = _FNV64_OFFSET
+    for byte in bytearray(data):
+        value ^= byte
+        value = (value * _FNV64_PRIME) & 0xFFFFFFFFFFFFFFFF
+    return value
+
+
+def _parse_bolt_meta(raw):
+    """One meta page's header, or None when it is not a valid bbolt meta."""
+    if len(raw) < _PAGE_HEADER_SIZE + _META_SIZE:
+        return None
+    meta = raw[_PAGE_HEADER_SIZE:_PAGE_HEADER_SIZE + _META_SIZE]
+    magic, version, page_size, _flags, _root, _sequence, _freelist, pgid, txid, checksum = struct.unpack(
+        '<IIIIQQQQQQ', meta)
+    if magic != BOLT_MAGIC or version != BOLT_VERSION or _fnv64a(meta[:56]) != checksum:
+        return None
+    return {'page_size': page_size, 'pages': pgid, 'txid': txid}
+
+
+def inspect_bolt_file(path, data_size):
+    """Check that path starts like an etcd (bbolt) database and is long enough.
+
+    ``data_size`` is the size without etcdctl's trailing hash. Returns
+    {page_size, pages, txid}; raises EtcdModuleError for a file that is not a
+    bbolt database or is shorter than its own meta page says (truncated copy).
+    Reading snapshot files with etcdutl/etcdctl does not tell these apart: they
+    crash with SIGBUS on a truncated file.
+    """
+    with _open_for_reading(path) as handle:
+        first = handle.read(_PAGE_HEADER_SIZE + _META_SIZE)
+        candidates = []
+        meta0 = _parse_bolt_meta(first)
+        if meta0:
+            candidates.append(meta0)
+        page_size = meta0['page_size'] if meta0 else 4096
+        if page_size < 512 or page_size > 1 << 20:
+            page_size = 4096
+        handle.seek(page_size)
+        meta1 = _parse_bolt_meta(handle.read(_PAGE_HEADER_SIZE + _META_SIZE))
+        if meta1:
+            candidates.append(meta1)
+    if not candidates:
+        raise EtcdModuleError(
+            '%s on %s is not an etcd snapshot: it does not start with a bbolt database header '
+            '(wrong file, or overwritten).' % (path, node_name()), path=path)
+    meta = max(candidates, key=lambda candidate: candidate['txid'])
+    expected = meta['pages'] * meta['page_size']
+    if data_size < expected:
+        raise EtcdModuleError(
+            '%s on %s is truncated: its database needs %d bytes but the file holds %d. '
+            'Take a new snapshot; this one cannot be restored.' % (path, node_name(), expected, data_size),
+            path=path, size=data_size, expected_size=expected)
+    return meta

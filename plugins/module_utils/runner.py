@@ -8,6 +8,7 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import json
 import os
 import re
 import subprocess
@@ -46,6 +47,32 @@ class CommandResult(object):
         """stderr minus etcdctl 3.5's 'Deprecated: Use etcdutl ...' notice."""
         lines = [line for line in self.stderr.splitlines() if not _DEPRECATION_NOTICE.match(line.strip())]
         return '\n'.join(line for line in lines if line.strip())
+
+    def error_summary(self, limit=2000):
+        """The part of stderr a person needs: etcdctl's own error lines.
+
+        Drops the deprecation notice and the client library's JSON log lines
+        (their "error" field is kept when nothing else is left), and cuts a Go
+        crash (SIGBUS on a truncated bbolt file) down to its first lines.
+        """
+        lines = [line.rstrip() for line in self.stderr_without_notices().splitlines() if line.strip()]
+        plain = [line for line in lines if not line.lstrip().startswith('{"level"')]
+        if not plain:
+            errors = []
+            for line in lines:
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(entry, dict) and entry.get('error'):
+                    errors.append('%s: %s' % (entry.get('msg', ''), entry['error']))
+            plain = errors[-1:]
+        for index, line in enumerate(plain):
+            if line.startswith(('goroutine ', '[signal ')):
+                plain = plain[:index + 1] if line.startswith('[signal ') else plain[:index]
+                break
+        summary = '; '.join(plain)
+        return summary if len(summary) <= limit else summary[:limit] + '...'
 
     def details(self):
         return {'cmd': self.cmd, 'rc': self.rc, 'stdout': self.stdout, 'stderr': self.stderr}
@@ -111,7 +138,7 @@ class Runner(object):
 
 def command_error(result, what=None, fix=None):
     """EtcdModuleError for a failed command, naming the host, the command, rc and stderr."""
-    reason = result.stderr_without_notices() or result.stdout.strip() or '(no output)'
+    reason = result.error_summary() or result.stdout.strip()[:2000] or '(no output)'
     msg = '%s failed on %s (rc=%s): %s' % (what or '`%s`' % result.cmd, node_name(), result.rc, reason)
     if fix:
         msg = '%s. %s' % (msg.rstrip('. '), fix)
