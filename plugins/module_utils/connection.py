@@ -80,11 +80,11 @@ def _check_tls_file(option, path):
             % (option, path, node_name(), option,
                {'cacert': 'CA certificate', 'cert': 'client certificate', 'key': 'client key'}[option],
                {'cacert': DEFAULT_CACERT, 'cert': DEFAULT_CERT, 'key': DEFAULT_KEY}[option]),
-            path=path)
+            file=path)
     if not os.access(path, os.R_OK):
         raise EtcdModuleError(
             '%s file %s on %s is not readable by this user; run the task with become: true.'
-            % (option, path, node_name()), path=path)
+            % (option, path, node_name()), file=path)
 
 
 def resolve_connection(module, manifest=None):
@@ -106,7 +106,7 @@ def resolve_connection(module, manifest=None):
         if not endpoints:
             raise EtcdModuleError(
                 '%s on %s has no --advertise-client-urls; set endpoints.' % (manifest.path, node_name()),
-                path=manifest.path)
+                file=manifest.path)
     for option in ('cacert', 'cert', 'key'):
         _check_tls_file(option, params.get(option))
     return EtcdConnection(endpoints, params.get('cacert'), params.get('cert'), params.get('key'), source)

@@ -45,7 +45,7 @@ def _open_for_reading(path):
     except (IOError, OSError) as exc:
         raise EtcdModuleError(
             'Cannot read %s on %s: %s' % (path, node_name(), exc.strerror or exc),
-            path=path)
+            file=path)
 
 
 def sha256_file(path, chunk=CHUNK_SIZE):
@@ -91,7 +91,7 @@ def snapshot_digests(path, chunk=CHUNK_SIZE):
     if position != size:
         raise EtcdModuleError(
             '%s on %s changed size while it was read (%d bytes, then %d); is another process writing it?'
-            % (path, node_name(), size, position), path=path)
+            % (path, node_name(), size, position), file=path)
     has_trailing_hash = bool(may_have_trailer and trailer == body.digest())
     return {'size': size, 'sha256': whole.hexdigest(), 'has_trailing_hash': has_trailing_hash}
 
@@ -103,7 +103,7 @@ def dir_is_empty(path):
     except OSError as exc:
         if exc.errno == errno.ENOENT:
             return True
-        raise EtcdModuleError('Cannot list %s on %s: %s' % (path, node_name(), exc.strerror or exc), path=path)
+        raise EtcdModuleError('Cannot list %s on %s: %s' % (path, node_name(), exc.strerror or exc), file=path)
 
 
 def move_aside(path, suffix):
@@ -115,12 +115,12 @@ def move_aside(path, suffix):
     if os.path.lexists(target):
         raise EtcdModuleError(
             'Cannot move %s aside on %s: %s already exists. Move or remove it, then retry.'
-            % (path, node_name(), target), path=path)
+            % (path, node_name(), target), file=path)
     try:
         os.rename(path, target)
     except OSError as exc:
         raise EtcdModuleError(
-            'Cannot move %s to %s on %s: %s' % (path, target, node_name(), exc.strerror or exc), path=path)
+            'Cannot move %s to %s on %s: %s' % (path, target, node_name(), exc.strerror or exc), file=path)
     return target
 
 
@@ -133,7 +133,7 @@ def make_private_dir(path):
         os.chmod(path, 0o700)
     except OSError as exc:
         raise EtcdModuleError(
-            'Cannot create directory %s on %s: %s' % (path, node_name(), exc.strerror or exc), path=path)
+            'Cannot create directory %s on %s: %s' % (path, node_name(), exc.strerror or exc), file=path)
     return True
 
 
@@ -173,7 +173,7 @@ def atomic_write(module, path, data, mode, owner=None):
         os.chmod(path, mode)
     except (IOError, OSError) as exc:
         raise EtcdModuleError(
-            'Cannot write %s on %s: %s' % (path, node_name(), exc.strerror or exc), path=path)
+            'Cannot write %s on %s: %s' % (path, node_name(), exc.strerror or exc), file=path)
     finally:
         if fd is not None:
             os.close(fd)
@@ -236,12 +236,58 @@ def inspect_bolt_file(path, data_size):
     if not candidates:
         raise EtcdModuleError(
             '%s on %s is not an etcd snapshot: it does not start with a bbolt database header '
-            '(wrong file, or overwritten).' % (path, node_name()), path=path)
+            '(wrong file, or overwritten).' % (path, node_name()), file=path)
     meta = max(candidates, key=lambda candidate: candidate['txid'])
     expected = meta['pages'] * meta['page_size']
     if data_size < expected:
         raise EtcdModuleError(
             '%s on %s is truncated: its database needs %d bytes but the file holds %d. '
             'Take a new snapshot; this one cannot be restored.' % (path, node_name(), expected, data_size),
-            path=path, size=data_size, expected_size=expected)
+            file=path, size=data_size, expected_size=expected)
     return meta
+
+
+def snapshot_status(runner, tools, path):
+    """`snapshot status -w json` of a file with etcdutl (or etcdctl < 3.6)."""
+    from ansible_collections.kubeops.etcd.plugins.module_utils.parsers import parse_snapshot_status
+    from ansible_collections.kubeops.etcd.plugins.module_utils.runner import command_error
+    tool = tools.require_status_tool()
+    result = runner.run([tool, 'snapshot', 'status', '-w', 'json', path], check_rc=False)
+    if result.rc != 0:
+        raise command_error(
+            result, what='Reading snapshot %s with %s %s' % (path, tools.status_tool, tools.status_tool_version),
+            fix='The file is not a readable etcd snapshot (truncated, corrupted or not a snapshot); take a new one.')
+    return parse_snapshot_status(result.stdout)
+
+
+def verify_snapshot_file(runner, tools, path):
+    """Everything we can prove about a snapshot file without restoring it.
+
+    Returns {path, size, sha256, has_trailing_hash, status}. Raises
+    EtcdModuleError for an empty, truncated, corrupted or non-etcd file: a
+    trailer that is present (size 512*n+32) but wrong, a bbolt header that is
+    missing or claims more pages than the file holds, or a failing
+    ``snapshot status`` (bbolt's consistency check).
+    """
+    if not os.path.isfile(path):
+        raise EtcdModuleError('Snapshot %s does not exist on %s (or is not a regular file).'
+                              % (path, node_name()), file=path)
+    size = os.path.getsize(path)
+    if size == 0:
+        raise EtcdModuleError('Snapshot %s on %s is empty; take a new one.' % (path, node_name()), file=path)
+    digests = snapshot_digests(path)
+    if digests['size'] % SNAPSHOT_ALIGNMENT == TRAILING_HASH_SIZE and not digests['has_trailing_hash']:
+        raise EtcdModuleError(
+            'Snapshot %s on %s is corrupted or truncated: its last 32 bytes are not the SHA-256 of the rest '
+            '(etcdctl snapshot save appends that hash). Take a new snapshot.' % (path, node_name()),
+            file=path, size=digests['size'], sha256=digests['sha256'])
+    data_size = digests['size'] - TRAILING_HASH_SIZE if digests['has_trailing_hash'] else digests['size']
+    inspect_bolt_file(path, data_size)
+    status = snapshot_status(runner, tools, path)
+    return {
+        'path': path,
+        'size': digests['size'],
+        'sha256': digests['sha256'],
+        'has_trailing_hash': digests['has_trailing_hash'],
+        'status': status,
+    }
