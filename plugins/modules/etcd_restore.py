@@ -226,7 +226,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.kubeops.etcd.plugins.module_utils.errors import EtcdModuleError, node_name
 from ansible_collections.kubeops.etcd.plugins.module_utils.files import (
-    atomic_write, iso_utc, move_aside, snapshot_digests, timestamp)
+    TRAILING_HASH_SIZE, atomic_write, inspect_bolt_file, iso_utc, move_aside, snapshot_digests, timestamp)
 from ansible_collections.kubeops.etcd.plugins.module_utils.identity import (
     bootstrap_identity, id_hex, normalize_peer_url, parse_initial_cluster)
 from ansible_collections.kubeops.etcd.plugins.module_utils.parsers import parse_snapshot_status
@@ -351,6 +351,8 @@ def snapshot_facts(runner, tools, snapshot, skip_hash_check):
             'truncated, damaged, or a copy of member/snap/db. Use a complete snapshot, or set skip_hash_check=true '
             'for a database copy (it may lack the last writes).' % (snapshot, node_name(), digests['size']),
             path=snapshot)
+    # etcdutl/etcdctl crash with SIGBUS on a truncated database; say what is wrong instead.
+    inspect_bolt_file(snapshot, digests['size'] - (TRAILING_HASH_SIZE if digests['has_trailing_hash'] else 0))
     status = database_status(runner, tools, snapshot, 'snapshot %s' % snapshot)
     return digests, status
 
