@@ -158,3 +158,18 @@ def query_cluster(runner, etcdctl, conn, expected_members=None, min_revision=Non
     cluster = assess_cluster(member_list, statuses, healths, unreachable,
                              expected_members=expected_members, min_revision=min_revision)
     return cluster, {'member_list': member_list, 'statuses': statuses}
+
+
+def unreachable_cluster(reason):
+    """The ``cluster`` result when not even the member list could be read."""
+    return {
+        'cluster_id': None,
+        'members': [],
+        'leader': None,
+        'leader_name': None,
+        'leader_client_url': None,
+        'endpoints': [],
+        'healthy': False,
+        'revision': None,
+        'problems': [reason],
+    }

@@ -1,0 +1,217 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) kubeops.etcd contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: etcd_cluster_health
+short_description: Check, or wait for, a healthy etcd cluster
+version_added: 0.1.0
+description:
+  - Reads the member list, then the status and health of every member at its own client URL, and reports the
+    cluster as healthy when every member answers healthy and exactly one leader is elected.
+  - Optionally also expects a given set of member names (no more, no less) and a minimum revision, for example
+    after a restore.
+  - With O(wait_timeout) greater than 0 the check is repeated every second until it passes or the time is up.
+    Each round is one C(member list), one C(endpoint status) and one C(endpoint health) call.
+  - Lists everything that is wrong in RV(cluster.problems).
+author:
+  - kubeops.etcd maintainers
+options:
+  wait_timeout:
+    description:
+      - Seconds to wait for the checks to pass. V(0) checks once.
+    type: int
+    default: 0
+  expected_members:
+    description:
+      - Names of the members the cluster must have, exactly (for example the control plane host names).
+    type: list
+    elements: str
+  min_revision:
+    description:
+      - The highest revision reported by the members must be at least this.
+    type: int
+  fail_unhealthy:
+    description:
+      - Fail when the checks have not passed by the end of O(wait_timeout).
+      - With V(false) the module reports RV(cluster.healthy) and RV(cluster.problems) and lets the play decide.
+    type: bool
+    default: true
+extends_documentation_fragment:
+  - kubeops.etcd.connection
+  - kubeops.etcd.attributes
+  - kubeops.etcd.attributes.info_module
+  - kubeops.etcd.attributes.actiongroup_etcd
+seealso:
+  - module: kubeops.etcd.etcd_member_info
+  - module: kubeops.etcd.etcd_snapshot
+'''
+
+EXAMPLES = r'''
+- name: Check that every etcd member is healthy with one leader
+  kubeops.etcd.etcd_cluster_health:
+  become: true
+
+- name: Wait up to five minutes for the restored cluster to form with all three members
+  kubeops.etcd.etcd_cluster_health:
+    wait_timeout: 300
+    expected_members: "{{ groups['kube_control_plane'] | map('extract', hostvars, 'inventory_hostname_short') | list }}"
+    min_revision: 1000000000
+  become: true
+
+- name: Report etcd health without failing
+  kubeops.etcd.etcd_cluster_health:
+    endpoints:
+      - https://10.0.0.11:2379
+    fail_unhealthy: false
+  register: etcd_health
+'''
+
+RETURN = r'''
+cluster:
+  description: The state of the cluster at the last check.
+  returned: always
+  type: dict
+  contains:
+    cluster_id:
+      description: Cluster ID (hex, as etcdctl prints it); V(null) when no member answered.
+      type: str
+      sample: d0d8b5b2b8a4a06e
+    members:
+      description: The member list.
+      type: list
+      elements: dict
+      sample: [{"id": "983d3a5b1b3bd8ab", "name": "cp1", "peer_urls": ["https://10.0.0.11:2380"],
+                "client_urls": ["https://10.0.0.11:2379"], "is_learner": false}]
+    leader:
+      description: Member ID of the leader (hex), V(null) without exactly one leader.
+      type: str
+      sample: 983d3a5b1b3bd8ab
+    leader_name:
+      description: Name of the leader.
+      type: str
+      sample: cp1
+    leader_client_url:
+      description: Client URL at which the leader answered.
+      type: str
+      sample: https://10.0.0.11:2379
+    endpoints:
+      description:
+        - One entry per client URL asked, with C(endpoint), C(healthy), C(error), C(member_id) (hex), C(name),
+          C(revision), C(db_size), C(version), C(is_leader) and C(raft_term).
+      type: list
+      elements: dict
+      sample: [{"endpoint": "https://10.0.0.11:2379", "healthy": true, "error": null, "member_id": "983d3a5b1b3bd8ab",
+                "name": "cp1", "revision": 51, "db_size": 24576, "version": "3.5.16", "is_leader": true,
+                "raft_term": 2}]
+    healthy:
+      description: Every member answered healthy and exactly one leader is elected.
+      type: bool
+      sample: true
+    revision:
+      description: Highest revision reported by the members.
+      type: int
+      sample: 51
+    problems:
+      description: Everything that is wrong, including unmet O(expected_members) and O(min_revision). Empty when all checks pass.
+      type: list
+      elements: str
+      sample: ["member cp3 is unreachable (https://10.0.0.13:2379: context deadline exceeded)"]
+attempts:
+  description: How many rounds of checks ran.
+  returned: always
+  type: int
+  sample: 1
+elapsed_seconds:
+  description: Time spent checking.
+  returned: always
+  type: float
+  sample: 0.2
+'''
+
+import time
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.kubeops.etcd.plugins.module_utils.connection import (
+    connection_argument_spec,
+    load_manifest,
+    needs_manifest,
+    query_cluster,
+    resolve_connection,
+    unreachable_cluster,
+)
+from ansible_collections.kubeops.etcd.plugins.module_utils.errors import EtcdModuleError, node_name
+from ansible_collections.kubeops.etcd.plugins.module_utils.parsers import version_warnings
+from ansible_collections.kubeops.etcd.plugins.module_utils.runner import EtcdTools, Runner
+
+POLL_INTERVAL = 1.0
+
+
+def check_once(runner, etcdctl, conn, params):
+    try:
+        cluster, _raw = query_cluster(runner, etcdctl, conn, expected_members=params['expected_members'],
+                                      min_revision=params['min_revision'])
+    except EtcdModuleError as exc:
+        # No member list at all (etcd down or starting): a state to wait out, not a module error.
+        cluster = unreachable_cluster(exc.msg)
+    return cluster
+
+
+def run_module(module):
+    params = module.params
+    runner = Runner(module)
+    tools = EtcdTools.detect(module, runner, params['etcdctl_path'], params['etcdutl_path'], probe_restore_help=False)
+    etcdctl = tools.require_etcdctl('check the cluster')
+    conn = resolve_connection(module, load_manifest(module) if needs_manifest(module) else None)
+
+    started = time.time()
+    deadline = started + max(params['wait_timeout'], 0)
+    attempts = 0
+    while True:
+        attempts += 1
+        round_started = time.time()
+        cluster = check_once(runner, etcdctl, conn, params)
+        if not cluster['problems'] or time.time() >= deadline:
+            break
+        time.sleep(max(0.0, min(POLL_INTERVAL - (time.time() - round_started), deadline - time.time())))
+    versions = sorted(set(endpoint['version'] for endpoint in cluster['endpoints'] if endpoint['version']))
+    for version in versions:
+        for warning in version_warnings(version):
+            module.warn(warning)
+    return cluster, attempts, round(time.time() - started, 3)
+
+
+def main():
+    argument_spec = connection_argument_spec()
+    argument_spec.update(
+        wait_timeout=dict(type='int', default=0),
+        expected_members=dict(type='list', elements='str'),
+        min_revision=dict(type='int'),
+        fail_unhealthy=dict(type='bool', default=True),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    try:
+        cluster, attempts, elapsed = run_module(module)
+    except EtcdModuleError as exc:
+        module.fail_json(msg=exc.msg, **exc.details)
+    except Exception as exc:  # pragma: no cover - reported with a traceback for bug reports
+        module.fail_json(msg='Unexpected error on %s: %s' % (node_name(), exc), exception=traceback.format_exc())
+    result = dict(changed=False, cluster=cluster, attempts=attempts, elapsed_seconds=elapsed)
+    if cluster['problems'] and module.params['fail_unhealthy']:
+        module.fail_json(
+            msg='etcd cluster checked from %s is not as expected after %d attempt(s) in %ss: %s'
+                % (node_name(), attempts, elapsed, '; '.join(cluster['problems'])),
+            **result)
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,361 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) kubeops.etcd contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: etcd_member_info
+short_description: Describe the local etcd member of a kubeadm control plane
+version_added: 0.1.0
+description:
+  - Reads the kubeadm static pod manifest of etcd on the managed node and reports the member's name, URLs,
+    certificate paths, image and where its data directory lives on the host (through the C(hostPath) volume that
+    holds C(--data-dir)).
+  - Reports the data directory's owner, mode and size, and the free space of the filesystem that holds it, which a
+    restore next to it needs.
+  - Reports which C(etcdctl) and C(etcdutl) are installed, which of them can restore snapshots and whether it
+    supports C(--bump-revision).
+  - With O(live=true) also reports the cluster as M(kubeops.etcd.etcd_cluster_health) does (without failing when it
+    is unhealthy).
+  - Warns when the manifest's etcd image has a known data-corruption bug (3.5.0 to 3.5.2) or is below the versions
+    etcd calls production-ready (3.4.22, 3.5.6).
+author:
+  - kubeops.etcd maintainers
+options:
+  live:
+    description:
+      - Also query the running cluster (member list, status and health of every member).
+    type: bool
+    default: false
+extends_documentation_fragment:
+  - kubeops.etcd.connection
+  - kubeops.etcd.attributes
+  - kubeops.etcd.attributes.info_module
+  - kubeops.etcd.attributes.actiongroup_etcd
+notes:
+  - The connection options are only used with O(live=true); O(manifest_path) is always read.
+  - Computing RV(data_dir_stat.size_bytes) walks the data directory.
+seealso:
+  - module: kubeops.etcd.etcd_cluster_health
+  - module: kubeops.etcd.etcd_restore
+'''
+
+EXAMPLES = r'''
+- name: Describe the etcd member of each control plane node
+  kubeops.etcd.etcd_member_info:
+  become: true
+  register: etcd_member
+
+- name: Refuse to restore without room for a second data directory
+  ansible.builtin.assert:
+    that:
+      - etcd_member.free_bytes > etcd_member.data_dir_stat.size_bytes * 2
+    fail_msg: "Not enough space next to {{ etcd_member.member.data_dir_host_path }} for a restore"
+
+- name: Describe the member and the live cluster
+  kubeops.etcd.etcd_member_info:
+    live: true
+  become: true
+  register: etcd_member_live
+'''
+
+RETURN = r'''
+member:
+  description: The member as the manifest defines it.
+  returned: always
+  type: dict
+  contains:
+    name:
+      description: C(--name).
+      type: str
+      sample: cp1
+    data_dir:
+      description: C(--data-dir) inside the container.
+      type: str
+      sample: /var/lib/etcd
+    data_dir_host_path:
+      description: Where C(--data-dir) lives on the host.
+      type: str
+      sample: /var/lib/etcd
+    data_volume_name:
+      description: Name of the C(hostPath) volume that holds C(--data-dir).
+      type: str
+      sample: etcd-data
+    peer_urls:
+      description: C(--initial-advertise-peer-urls).
+      type: list
+      elements: str
+      sample: ["https://10.0.0.11:2380"]
+    advertise_client_urls:
+      description: C(--advertise-client-urls).
+      type: list
+      elements: str
+      sample: ["https://10.0.0.11:2379"]
+    listen_client_urls:
+      description: C(--listen-client-urls).
+      type: list
+      elements: str
+      sample: ["https://127.0.0.1:2379", "https://10.0.0.11:2379"]
+    initial_cluster:
+      description: C(--initial-cluster) (ignored by etcd once the data directory holds a WAL).
+      type: str
+      sample: cp1=https://10.0.0.11:2380
+    initial_cluster_state:
+      description: C(--initial-cluster-state), V(null) when not set.
+      type: str
+      sample: existing
+    cert_file:
+      description: C(--cert-file).
+      type: str
+      sample: /etc/kubernetes/pki/etcd/server.crt
+    key_file:
+      description: C(--key-file).
+      type: str
+      sample: /etc/kubernetes/pki/etcd/server.key
+    trusted_ca_file:
+      description: C(--trusted-ca-file).
+      type: str
+      sample: /etc/kubernetes/pki/etcd/ca.crt
+    peer_cert_file:
+      description: C(--peer-cert-file).
+      type: str
+      sample: /etc/kubernetes/pki/etcd/peer.crt
+    peer_key_file:
+      description: C(--peer-key-file).
+      type: str
+      sample: /etc/kubernetes/pki/etcd/peer.key
+    peer_trusted_ca_file:
+      description: C(--peer-trusted-ca-file).
+      type: str
+      sample: /etc/kubernetes/pki/etcd/ca.crt
+    image:
+      description: Container image.
+      type: str
+      sample: registry.k8s.io/etcd:3.5.16-0
+    image_version:
+      description: etcd version from the image tag, V(null) when the tag does not tell.
+      type: str
+      sample: 3.5.16
+    manifest_path:
+      description: The manifest read.
+      type: str
+      sample: /etc/kubernetes/manifests/etcd.yaml
+data_dir_stat:
+  description: The data directory on the host.
+  returned: always
+  type: dict
+  contains:
+    exists:
+      description: Whether it exists.
+      type: bool
+      sample: true
+    mode:
+      description: Permission bits, V(null) when missing.
+      type: str
+      sample: "0700"
+    uid:
+      description: Owner's user ID.
+      type: int
+      sample: 0
+    gid:
+      description: Group ID.
+      type: int
+      sample: 0
+    owner:
+      description: Owner's user name (the ID as text when it has no name).
+      type: str
+      sample: root
+    group:
+      description: Group name (the ID as text when it has no name).
+      type: str
+      sample: root
+    size_bytes:
+      description: Total size of the files in it.
+      type: int
+      sample: 125829120
+free_bytes:
+  description: Bytes available to unprivileged users on the filesystem that holds the parent of the data directory.
+  returned: always
+  type: int
+  sample: 21474836480
+tools:
+  description: etcd tools found on the managed node.
+  returned: always
+  type: dict
+  contains:
+    etcdctl:
+      description: Path of C(etcdctl), V(null) when missing.
+      type: str
+      sample: /usr/bin/etcdctl
+    etcdctl_version:
+      description: Its version.
+      type: str
+      sample: 3.5.16
+    etcdutl:
+      description: Path of C(etcdutl), V(null) when missing.
+      type: str
+      sample: /usr/bin/etcdutl
+    etcdutl_version:
+      description: Its version.
+      type: str
+      sample: 3.5.16
+    restore_tool:
+      description: The tool that restores snapshots here (C(etcdutl), else C(etcdctl) before 3.6), V(null) when none.
+      type: str
+      sample: etcdutl
+    supports_bump_revision:
+      description: Whether the restore tool knows C(--bump-revision) and C(--mark-compacted).
+      type: bool
+      sample: true
+cluster:
+  description: The live cluster, as M(kubeops.etcd.etcd_cluster_health) returns it.
+  returned: when O(live=true)
+  type: dict
+  sample: {"healthy": true, "leader_name": "cp1", "problems": [], "revision": 51}
+'''
+
+import grp
+import os
+import pwd
+import stat
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.kubeops.etcd.plugins.module_utils.connection import (
+    connection_argument_spec,
+    load_manifest,
+    query_cluster,
+    resolve_connection,
+    unreachable_cluster,
+)
+from ansible_collections.kubeops.etcd.plugins.module_utils.errors import EtcdModuleError, node_name
+from ansible_collections.kubeops.etcd.plugins.module_utils.parsers import version_warnings
+from ansible_collections.kubeops.etcd.plugins.module_utils.runner import EtcdTools, Runner
+
+
+def describe_member(manifest):
+    flag = manifest.flags.get
+    return {
+        'name': manifest.name,
+        'data_dir': manifest.data_dir,
+        'data_dir_host_path': manifest.data_dir_host_path,
+        'data_volume_name': manifest.data_volume['name'],
+        'peer_urls': list(manifest.peer_urls),
+        'advertise_client_urls': list(manifest.advertise_client_urls),
+        'listen_client_urls': list(manifest.listen_client_urls),
+        'initial_cluster': manifest.initial_cluster,
+        'initial_cluster_state': manifest.initial_cluster_state,
+        'cert_file': flag('--cert-file'),
+        'key_file': flag('--key-file'),
+        'trusted_ca_file': flag('--trusted-ca-file'),
+        'peer_cert_file': flag('--peer-cert-file'),
+        'peer_key_file': flag('--peer-key-file'),
+        'peer_trusted_ca_file': flag('--peer-trusted-ca-file'),
+        'image': manifest.image,
+        'image_version': manifest.image_version,
+        'manifest_path': manifest.path,
+    }
+
+
+def _user_name(uid):
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _group_name(gid):
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
+def tree_size(path):
+    """Bytes of the regular files under path (symlinks not followed)."""
+    total = 0
+    for root, _dirs, names in os.walk(path):
+        for name in names:
+            try:
+                info = os.lstat(os.path.join(root, name))
+            except OSError:
+                continue  # removed while we walked (etcd compacting WAL files)
+            if stat.S_ISREG(info.st_mode):
+                total += info.st_size
+    return total
+
+
+def stat_data_dir(path):
+    try:
+        info = os.stat(path)
+    except OSError:
+        return {'exists': False, 'mode': None, 'uid': None, 'gid': None, 'owner': None, 'group': None,
+                'size_bytes': 0}
+    return {
+        'exists': True,
+        'mode': '%04o' % stat.S_IMODE(info.st_mode),
+        'uid': info.st_uid,
+        'gid': info.st_gid,
+        'owner': _user_name(info.st_uid),
+        'group': _group_name(info.st_gid),
+        'size_bytes': tree_size(path) if stat.S_ISDIR(info.st_mode) else info.st_size,
+    }
+
+
+def free_bytes_near(path):
+    """Free bytes of the filesystem holding path's parent (the nearest existing ancestor)."""
+    directory = os.path.dirname(os.path.normpath(path)) or '/'
+    while not os.path.isdir(directory) and directory != '/':
+        directory = os.path.dirname(directory)
+    try:
+        info = os.statvfs(directory)
+    except OSError as exc:
+        raise EtcdModuleError('Cannot read free space of %s on %s: %s' % (directory, node_name(), exc))
+    return info.f_bavail * info.f_frsize
+
+
+def run_module(module):
+    params = module.params
+    manifest = load_manifest(module)
+    member = describe_member(manifest)
+    for warning in version_warnings(member['image_version']):
+        module.warn('The etcd image in %s: %s' % (manifest.path, warning))
+    runner = Runner(module)
+    tools = EtcdTools.detect(module, runner, params['etcdctl_path'], params['etcdutl_path'])
+    result = {
+        'member': member,
+        'data_dir_stat': stat_data_dir(member['data_dir_host_path']),
+        'free_bytes': free_bytes_near(member['data_dir_host_path']),
+        'tools': tools.as_dict(),
+    }
+    if params['live']:
+        etcdctl = tools.require_etcdctl('query the live cluster')
+        conn = resolve_connection(module, manifest)
+        try:
+            result['cluster'], _raw = query_cluster(runner, etcdctl, conn)
+        except EtcdModuleError as exc:
+            result['cluster'] = unreachable_cluster(exc.msg)
+    return result
+
+
+def main():
+    argument_spec = connection_argument_spec()
+    argument_spec.update(live=dict(type='bool', default=False))
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    try:
+        result = run_module(module)
+    except EtcdModuleError as exc:
+        module.fail_json(msg=exc.msg, **exc.details)
+    except Exception as exc:  # pragma: no cover - reported with a traceback for bug reports
+        module.fail_json(msg='Unexpected error on %s: %s' % (node_name(), exc), exception=traceback.format_exc())
+    module.exit_json(changed=False, **result)
+
+
+if __name__ == '__main__':
+    main()
