@@ -1,0 +1,763 @@
+"""kubeops.etcd lab: a local multi-node kubeadm-like control plane (see docs/lab.md).
+
+Each node is a mount + UTS namespace (hostname cpN) with its own /etc/kubernetes,
+/var/lib and /usr/local/sbin (node bin dir), its own loopback IP (127.0.0.11, ...),
+a real OpenSSH sshd and a kubelet stand-in that runs kubeadm-shaped static pods:
+real etcd (cached binaries of the requested version) and Python stand-ins for
+kube-apiserver, kube-controller-manager and kube-scheduler.
+
+API (used by the test harness):
+    lab = Lab(dir)            # dir default: $KUBEOPS_LAB_DIR or <repo>/.lab
+    lab.up(nodes=3, etcd_version="3.5.30", ...)   -> inventory path
+    lab.down()
+    lab.state                 # parsed <dir>/lab.json
+    lab.inventory             # inventory path
+    lab.etcdctl(*args, node=None, check=True)     -> subprocess.CompletedProcess (text)
+    lab.exec(node, argv, check=False, **kw)       -> CompletedProcess (inside the node's namespaces)
+    lab.node_path(node, abs_path)                 -> host path of a node-private file
+    lab.load(keys, value_bytes)                   -> dict(keys=..., bytes=..., seconds=...)
+"""
+import base64
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+STANDINS = os.path.join(HERE, "standins")
+sys.path.insert(0, HERE)
+sys.path.insert(0, STANDINS)
+
+import etcdfetch  # noqa: E402
+import manifests  # noqa: E402
+import pki  # noqa: E402
+
+DEFAULT_VERSION = "3.5.30"
+PRIVATE_DIRS = ("/etc/kubernetes", "/var/lib")   # node-private trees (bind-mounted in the node)
+NODE_BIN_MOUNT = "/usr/local/sbin"              # node bin dir is bind-mounted here (first on root's PATH)
+SSH_OPTS = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+            "-o", "BatchMode=yes", "-o", "ConnectTimeout=5"]
+
+
+class LabError(Exception):
+    pass
+
+
+def default_dir():
+    return os.environ.get("KUBEOPS_LAB_DIR") or os.path.join(REPO, ".lab")
+
+
+def default_cache():
+    return os.environ.get("KUBEOPS_LAB_CACHE") or os.path.join(REPO, ".lab-cache")
+
+
+def _log(msg):
+    sys.stderr.write("labctl: %s\n" % msg)
+    sys.stderr.flush()
+
+
+def _write(path, text, mode=0o644):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+def _proc_environ(pid):
+    try:
+        with open("/proc/%s/environ" % pid, "rb") as f:
+            return f.read().split(b"\0")
+    except OSError:
+        return []
+
+
+def _ns_inode(pid, ns):
+    try:
+        return os.stat("/proc/%s/ns/%s" % (pid, ns)).st_ino
+    except OSError:
+        return None
+
+
+def _alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, ValueError):
+        return False
+
+
+def _port_free(ip, port):
+    s = socket.socket()
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((ip, port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def check_host():
+    """Clear error when the lab cannot run here."""
+    if os.geteuid() != 0:
+        raise LabError("the lab needs root (mount/UTS namespaces, bind mounts, sshd); run as root")
+    for tool in ("unshare", "nsenter", "ssh-keygen"):
+        if not shutil.which(tool):
+            raise LabError("%s not found (util-linux / openssh-client missing)" % tool)
+    if not os.path.exists("/usr/sbin/sshd"):
+        raise LabError("/usr/sbin/sshd not found: apt-get install openssh-server")
+    p = subprocess.run(["unshare", "--mount", "--uts", "--propagation", "private", "true"],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if p.returncode != 0:
+        raise LabError("Linux mount/UTS namespaces are unavailable here: %s" % p.stdout.strip())
+    for tool in ("etcd", "etcdctl", "etcdutl"):
+        if shutil.which(tool):
+            _log("warning: %s is on the host PATH (%s); the lab's no-tools case expects none"
+                 % (tool, shutil.which(tool)))
+
+
+class Lab:
+    def __init__(self, dir=None, cache=None):
+        self.dir = os.path.abspath(dir or default_dir())
+        self.cache = os.path.abspath(cache or default_cache())
+        self._state = None
+
+    # ---- state ----------------------------------------------------------------
+    @property
+    def state_path(self):
+        return os.path.join(self.dir, "lab.json")
+
+    @property
+    def state(self):
+        if self._state is None:
+            try:
+                with open(self.state_path) as f:
+                    self._state = json.load(f)
+            except FileNotFoundError:
+                raise LabError("no lab in %s (run `labctl up`)" % self.dir)
+        return self._state
+
+    def _save(self, st):
+        self._state = st
+        _write(self.state_path, json.dumps(st, indent=2) + "\n")
+
+    @property
+    def inventory(self):
+        return self.state["inventory"]
+
+    def is_up(self):
+        return os.path.exists(self.state_path)
+
+    def node(self, name=None):
+        nodes = self.state["nodes"]
+        if name is None:
+            return nodes[0]
+        for n in nodes:
+            if name in (n["host"], n["hostname"], n["member_name"], n["ip"]):
+                return n
+        raise LabError("no node %r in the lab (nodes: %s)" % (name, ", ".join(n["host"] for n in nodes)))
+
+    def node_path(self, node, abs_path):
+        """Host path of a file as the node sees it (node-private trees map into the node root)."""
+        n = self.node(node)
+        p = os.path.normpath(abs_path)
+        for d in PRIVATE_DIRS:
+            if p == d or p.startswith(d + "/"):
+                return n["root"] + p
+        if p == NODE_BIN_MOUNT or p.startswith(NODE_BIN_MOUNT + "/"):
+            return n["bin_dir"] + p[len(NODE_BIN_MOUNT):]
+        return p
+
+    # ---- commands ---------------------------------------------------------------
+    def etcdctl_argv(self, node=None, endpoints=None):
+        st = self.state
+        n = self.node(node) if node else None
+        eps = endpoints or ([n["client_url"]] if n else [x["client_url"] for x in st["nodes"]])
+        tool = (n or st["nodes"][0])["etcdctl"]
+        return [tool, "--endpoints=" + ",".join(eps), "--cacert=" + st["ca"], "--cert=" + st["client_cert"],
+                "--key=" + st["client_key"]]
+
+    def etcdctl(self, *args, node=None, check=True, timeout=120, input=None, endpoints=None):
+        argv = self.etcdctl_argv(node, endpoints) + [str(a) for a in args]
+        env = dict(os.environ, ETCDCTL_API="3")
+        p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                           timeout=timeout, input=input)
+        if check and p.returncode != 0:
+            raise LabError("etcdctl %s failed (rc=%d): %s" % (" ".join(map(str, args)), p.returncode,
+                                                              p.stderr.strip()))
+        return p
+
+    def nsenter_argv(self, node):
+        n = self.node(node)
+        pid = self._pid(n["init_pidfile"])
+        if not pid:
+            raise LabError("node %s is not running" % n["host"])
+        return ["nsenter", "-t", str(pid), "-m", "-u", "--wd=/", "--"]
+
+    def exec(self, node, argv, check=False, **kw):
+        """Run argv inside the node's mount+UTS namespaces (root's default PATH, so node tools resolve)."""
+        env = kw.pop("env", None) or {}
+        base = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root",
+                "LANG": "C.UTF-8", "TERM": os.environ.get("TERM", "dumb")}
+        base.update(env)
+        kw.setdefault("stdout", subprocess.PIPE)
+        kw.setdefault("stderr", subprocess.PIPE)
+        kw.setdefault("text", True)
+        p = subprocess.run(self.nsenter_argv(node) + list(argv), env=base, **kw)
+        if check and p.returncode != 0:
+            raise LabError("%s on %s failed (rc=%d): %s" % (" ".join(argv), node, p.returncode, p.stderr))
+        return p
+
+    def ssh_argv(self, node):
+        n = self.node(node)
+        return ["ssh", "-i", self.state["ssh_key"], "-p", str(n["ssh_port"])] + SSH_OPTS + ["root@" + n["ip"]]
+
+    @staticmethod
+    def _pid(path):
+        try:
+            with open(path) as f:
+                pid = int(f.read().strip())
+            return pid if _alive(pid) else None
+        except (OSError, ValueError):
+            return None
+
+    # ---- up ---------------------------------------------------------------------
+    def up(self, nodes=3, etcd_version=None, etcd_versions=None, no_tools=None, member_names=None,
+           data_dir=None, client_port=2379, peer_port=2380, ssh_port=22, ip_base=10, apiserver_port=6443,
+           wait_apiserver=True, log=_log):
+        t0 = time.time()
+        check_host()
+        nodes = int(nodes)
+        if not 1 <= nodes <= 7:
+            raise LabError("--nodes must be 1..7")
+        if ip_base < 1 or ip_base + nodes > 254:
+            raise LabError("--ip-base out of range")
+        if etcd_versions:
+            versions = [v.strip() for v in (etcd_versions.split(",") if isinstance(etcd_versions, str)
+                                            else etcd_versions)]
+            if len(versions) == 1:
+                versions *= nodes
+            if len(versions) != nodes:
+                raise LabError("--etcd-versions needs one version per node (%d given, %d nodes)"
+                               % (len(versions), nodes))
+        else:
+            versions = [etcd_version or DEFAULT_VERSION] * nodes
+        hosts = ["cp%d" % (i + 1) for i in range(nodes)]
+        if member_names:
+            names = [m.strip() for m in (member_names.split(",") if isinstance(member_names, str) else member_names)]
+            if len(names) != nodes:
+                raise LabError("--member-names needs %d names" % nodes)
+        else:
+            names = list(hosts)
+        if no_tools in (None, "", False):
+            no_tools_set = set()
+        elif no_tools in ("all", True):
+            no_tools_set = set(hosts)
+        else:
+            no_tools_set = set(x.strip() for x in (no_tools.split(",") if isinstance(no_tools, str) else no_tools))
+            bad = no_tools_set - set(hosts)
+            if bad:
+                raise LabError("--no-tools: unknown nodes %s" % ", ".join(sorted(bad)))
+        data_dir = os.path.normpath(data_dir or "/var/lib/etcd")
+        if not data_dir.startswith("/var/lib/"):
+            raise LabError("--data-dir must be under /var/lib (node-private in the lab)")
+
+        if os.path.exists(self.state_path) or os.path.exists(self.dir) and os.listdir(self.dir):
+            log("an old lab exists in %s: taking it down first" % self.dir)
+            self.down(log=log)
+
+        ips = ["127.0.0.%d" % (ip_base + i + 1) for i in range(nodes)]
+        for ip in ips:
+            for port in (ssh_port, client_port, peer_port, 2381, apiserver_port):
+                if not _port_free(ip, port):
+                    raise LabError("%s:%d is in use (another lab on this --ip-base?)" % (ip, port))
+
+        bindirs = {}
+        for v in sorted(set(versions)):
+            bindirs[v] = etcdfetch.fetch(self.cache, v, log=log)
+
+        os.makedirs(self.dir, exist_ok=True)
+        os.chmod(self.dir, 0o755)
+        python = "/usr/bin/python3" if _has_yaml("/usr/bin/python3") else sys.executable
+        st = {"format": 1, "dir": self.dir, "cache": self.cache, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                                          time.gmtime()),
+              "marker": "KUBEOPS_LAB=" + self.dir, "python": python, "ip_base": ip_base,
+              "client_port": client_port, "peer_port": peer_port, "ssh_port": ssh_port,
+              "apiserver_port": apiserver_port, "etcd_versions": versions, "data_dir": data_dir,
+              "created_host_dirs": [], "nodes": [], "inventory": os.path.join(self.dir, "inventory.ini"),
+              "ssh_key": os.path.join(self.dir, "ssh", "id_ed25519"),
+              "ca": os.path.join(self.dir, "pki", "etcd", "ca.crt"),
+              "ca_key": os.path.join(self.dir, "pki", "etcd", "ca.key"),
+              "client_cert": os.path.join(self.dir, "pki", "etcd", "lab-client.crt"),
+              "client_key": os.path.join(self.dir, "pki", "etcd", "lab-client.key"),
+              "k8s_ca": os.path.join(self.dir, "pki", "ca.crt"), "phase": "creating"}
+        for i, h in enumerate(hosts):
+            ip = ips[i]
+            nd = os.path.join(self.dir, "nodes", h)
+            v = versions[i]
+            tools = h not in no_tools_set
+            st["nodes"].append({
+                "host": h, "hostname": h, "ip": ip, "ssh_port": ssh_port, "member_name": names[i],
+                "client_url": "https://%s:%d" % (ip, client_port), "peer_url": "https://%s:%d" % (ip, peer_port),
+                "apiserver_url": "https://%s:%d" % (ip, apiserver_port),
+                "root": os.path.join(nd, "root"), "run_dir": os.path.join(nd, "run"),
+                "bin_dir": os.path.join(nd, "bin"), "etcd_version": v, "data_dir_host_path": data_dir,
+                "manifests_dir": "/etc/kubernetes/manifests", "has_tools": tools,
+                "etcdctl": os.path.join(bindirs[v], "etcdctl"),
+                "etcdutl": os.path.join(bindirs[v], "etcdutl") if os.path.exists(os.path.join(bindirs[v], "etcdutl"))
+                else None,
+                "etcd_bin_dir": bindirs[v],
+                "init_pidfile": os.path.join(nd, "run", "init.pid"),
+                "kubelet_pidfile": os.path.join(nd, "run", "kubelet.pid"),
+                "sshd_pidfile": os.path.join(nd, "run", "sshd.pid"),
+                "kubelet_log": os.path.join(nd, "run", "kubelet.log"),
+                "sshd_log": os.path.join(nd, "run", "sshd.log"),
+                "kubelet_state": os.path.join(nd, "root", "var", "lib", "kubelet-standin", "state.json"),
+            })
+        self._save(st)
+        try:
+            self._build(st, python)
+            self._start_nodes(st)
+            self._form_cluster(st, log)
+            if wait_apiserver:
+                self._wait_apiservers(st)
+            self._wait_ssh(st)
+        except BaseException:
+            st["phase"] = "failed"
+            self._save(st)
+            raise
+        st["phase"] = "up"
+        st["up_seconds"] = round(time.time() - t0, 2)
+        self._save(st)
+        log("lab up: %d nodes, etcd %s, %.1fs" % (nodes, ",".join(sorted(set(versions))), time.time() - t0))
+        return st["inventory"]
+
+    def _build(self, st, python):
+        d = self.dir
+        # ssh: one key pair for root; authorized_keys read by every node's sshd
+        os.makedirs(os.path.join(d, "ssh"), 0o700, exist_ok=True)
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "kubeops-lab", "-f", st["ssh_key"]],
+                       check=True, stdout=subprocess.DEVNULL)
+        shutil.copy(st["ssh_key"] + ".pub", os.path.join(d, "ssh", "authorized_keys"))
+        os.chmod(os.path.join(d, "ssh", "authorized_keys"), 0o600)
+        # PKI: one etcd CA and one Kubernetes CA for the cluster, per-node leaf certs
+        etcd_ca = pki.CA(os.path.join(d, "pki", "etcd", "ca")).create("etcd-ca")
+        k8s_ca = pki.CA(os.path.join(d, "pki", "ca")).create("kubernetes")
+        etcd_ca.issue(os.path.join(d, "pki", "etcd", "lab-client"), "kubeops-lab-client", org="system:masters",
+                      client=True)
+        pki.keypair(os.path.join(d, "pki", "sa"))
+        with open(k8s_ca.crt, "rb") as f:
+            k8s_ca_b64 = base64.b64encode(f.read()).decode()
+        host_sbin = sorted(os.listdir(NODE_BIN_MOUNT)) if os.path.isdir(NODE_BIN_MOUNT) else []
+        for n in st["nodes"]:
+            root, run, bindir = n["root"], n["run_dir"], n["bin_dir"]
+            for sub in ("etc/kubernetes/manifests", "etc/kubernetes/pki/etcd", "var/lib/kubelet-standin/logs"):
+                os.makedirs(os.path.join(root, sub), 0o755, exist_ok=True)
+            os.makedirs(run, 0o755, exist_ok=True)
+            os.makedirs(bindir, 0o755, exist_ok=True)
+            kp = os.path.join(root, "etc/kubernetes/pki")
+            for f in ("ca.crt", "ca.key"):
+                shutil.copy2(os.path.join(d, "pki", "etcd", f), os.path.join(kp, "etcd", f))
+                shutil.copy2(os.path.join(d, "pki", f), os.path.join(kp, f))
+            for f in ("sa.key", "sa.pub"):
+                shutil.copy2(os.path.join(d, "pki", f), os.path.join(kp, f))
+            h, ip = n["hostname"], n["ip"]
+            sans_dns, sans_ip = [h, "localhost"], [ip, "127.0.0.1", "::1"]
+            etcd_ca.issue(os.path.join(kp, "etcd", "server"), h, dns=sans_dns, ips=sans_ip, server=True, client=True)
+            etcd_ca.issue(os.path.join(kp, "etcd", "peer"), h, dns=sans_dns, ips=sans_ip, server=True, client=True)
+            etcd_ca.issue(os.path.join(kp, "etcd", "healthcheck-client"), "kube-etcd-healthcheck-client",
+                          client=True)
+            etcd_ca.issue(os.path.join(kp, "apiserver-etcd-client"), "kube-apiserver-etcd-client", client=True)
+            k8s_ca.issue(os.path.join(kp, "apiserver"), "kube-apiserver",
+                         dns=[h, "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+                              "kubernetes.default.svc.cluster.local", "localhost"],
+                         ips=["10.96.0.1", ip, "127.0.0.1"], server=True)
+            for conf, user in (("admin.conf", "kubernetes-admin"),
+                               ("controller-manager.conf", "system:kube-controller-manager"),
+                               ("scheduler.conf", "system:kube-scheduler"),
+                               ("kubelet.conf", "system:node:" + h)):
+                _write(os.path.join(root, "etc/kubernetes", conf),
+                       manifests.kubeconfig(n["apiserver_url"], k8s_ca_b64, user), 0o600)
+            # node bin dir, bind-mounted over /usr/local/sbin (empty on Debian; entries kept as symlinks)
+            for e in host_sbin:
+                os.symlink(os.path.join(NODE_BIN_MOUNT, e), os.path.join(bindir, e))
+            for tool in ("crictl", "systemctl"):
+                os.symlink(os.path.join(STANDINS, tool), os.path.join(bindir, tool))
+            if n["has_tools"]:
+                os.symlink(n["etcdctl"], os.path.join(bindir, "etcdctl"))
+                if n["etcdutl"]:
+                    os.symlink(n["etcdutl"], os.path.join(bindir, "etcdutl"))
+            # sshd
+            hostkey = os.path.join(run, "ssh_host_ed25519_key")
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", h, "-f", hostkey], check=True,
+                           stdout=subprocess.DEVNULL)
+            _write(os.path.join(run, "sshd_config"), SSHD_CONFIG % {
+                "ip": ip, "port": n["ssh_port"], "hostkey": hostkey, "pidfile": n["sshd_pidfile"],
+                "authkeys": os.path.join(d, "ssh", "authorized_keys"),
+                "path": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"})
+            node_cfg = {"node": h, "hostname": h, "ip": ip, "lab_dir": d, "cache": self.cache, "python": python,
+                        "standins": STANDINS, "manifests_dir": "/etc/kubernetes/manifests",
+                        "kubelet_pidfile": n["kubelet_pidfile"], "kubelet_log": n["kubelet_log"],
+                        "etcdctl_image": n["etcdctl"]}
+            _write(os.path.join(root, "var/lib/kubelet-standin/node.json"), json.dumps(node_cfg, indent=2))
+            binds = [[os.path.join(root, "etc/kubernetes"), "/etc/kubernetes"],
+                     [os.path.join(root, "var/lib"), "/var/lib"], [bindir, NODE_BIN_MOUNT]]
+            init_cfg = dict(node_cfg, run_dir=run, binds=binds, init_pidfile=n["init_pidfile"],
+                            sshd_config=os.path.join(run, "sshd_config"), sshd_log=n["sshd_log"],
+                            kubelet_config="/var/lib/kubelet-standin/node.json")
+            _write(os.path.join(run, "init.json"), json.dumps(init_cfg, indent=2))
+
+    def _start_nodes(self, st):
+        # mount points for the node-private trees
+        for p in ("/etc/kubernetes", NODE_BIN_MOUNT, "/run/sshd"):
+            if not os.path.isdir(p):
+                os.makedirs(p, 0o755)
+                st["created_host_dirs"].append(p)
+        self._save(st)
+        env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root",
+               "LANG": "C.UTF-8", "KUBEOPS_LAB": self.dir}
+        for n in st["nodes"]:
+            subprocess.Popen(["unshare", "--mount", "--uts", "--propagation", "private", "--", st["python"],
+                              os.path.join(HERE, "nodeinit.py"), os.path.join(n["run_dir"], "init.json")],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=open(os.path.join(n["run_dir"], "init.log"), "ab"),
+                             env=env, cwd="/", start_new_session=True)
+        deadline = time.time() + 15
+        for n in st["nodes"]:
+            while not (self._pid(n["init_pidfile"]) and self._pid(n["kubelet_pidfile"])):
+                if time.time() > deadline:
+                    raise LabError("node %s did not start; see %s" % (n["host"],
+                                                                      os.path.join(n["run_dir"], "init.log")))
+                time.sleep(0.05)
+            n["mnt_ns"] = _ns_inode(self._pid(n["init_pidfile"]), "mnt")
+            n["uts_ns"] = _ns_inode(self._pid(n["init_pidfile"]), "uts")
+        self._save(st)
+
+    def _wait_etcd(self, n, timeout=60):
+        import etcdgw
+        st = self.state
+        c = etcdgw.Client(n["client_url"], st["ca"], st["client_cert"], st["client_key"], timeout=2)
+        deadline = time.time() + timeout
+        err = None
+        while time.time() < deadline:
+            try:
+                if c.health():
+                    c.close()
+                    return
+            except Exception as e:
+                err = e
+            time.sleep(0.2)
+        raise LabError("etcd on %s not healthy after %ds (%s); see `labctl exec %s -- crictl logs ...`"
+                       % (n["host"], timeout, err, n["host"]))
+
+    def _form_cluster(self, st, log):
+        """kubeadm's order: first member alone, then `member add` (learner + promote on 3.5+) before each join."""
+        existing = []
+        for i, n in enumerate(st["nodes"]):
+            mdir = os.path.join(n["root"], "etc/kubernetes/manifests")
+            me = "%s=%s" % (n["member_name"], n["peer_url"])
+            learner = False
+            member_id = None
+            if i == 0:
+                initial = me
+            else:
+                first_v = tuple(int(x) for x in existing[0][1]["etcd_version"].split(".")[:2])
+                my_v = tuple(int(x) for x in n["etcd_version"].split(".")[:2])
+                learner = first_v >= (3, 5) and my_v >= (3, 5)
+                args = ["member", "add", n["member_name"], "--peer-urls=" + n["peer_url"], "-w", "json"]
+                if learner:
+                    args.append("--learner")
+                eps = [x[1]["client_url"] for x in existing]
+                p = self._retry(lambda: self.etcdctl(*args, endpoints=eps, node=existing[0][1]["host"]))
+                member_id = json.loads(p.stdout)["member"]["ID"]
+                # kubeadm join writes the members that exist plus itself
+                initial = ",".join([x[0] for x in existing] + [me])
+            _write(os.path.join(mdir, "etcd.yaml"), manifests.etcd(
+                n["member_name"], n["ip"], initial, i > 0, n["etcd_version"], n["data_dir_host_path"],
+                st["client_port"], st["peer_port"]), 0o600)
+            if learner:
+                # a learner serves no reads: promote (fails until it caught up), then check health
+                eps = [x[1]["client_url"] for x in existing]
+                self._retry(lambda: self.etcdctl("member", "promote", "%x" % member_id, endpoints=eps,
+                                                 node=existing[0][1]["host"]), timeout=60)
+            self._wait_etcd(n)
+            existing.append((me, n))
+            etcd_servers = n["client_url"]
+            _write(os.path.join(mdir, "kube-apiserver.yaml"),
+                   manifests.kube_apiserver(n["ip"], etcd_servers, n["etcd_version"], st["apiserver_port"]), 0o600)
+            _write(os.path.join(mdir, "kube-controller-manager.yaml"),
+                   manifests.kube_controller_manager(n["etcd_version"]), 0o600)
+            _write(os.path.join(mdir, "kube-scheduler.yaml"), manifests.kube_scheduler(n["etcd_version"]), 0o600)
+            log("%s: etcd member %s %s" % (n["host"], n["member_name"], "joined" if i else "started"))
+        self._write_inventory(st)
+        st["phase"] = "cluster-formed"
+        self._save(st)
+
+    @staticmethod
+    def _retry(fn, timeout=30):
+        deadline = time.time() + timeout
+        while True:
+            try:
+                return fn()
+            except LabError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.3)
+
+    def _wait_apiservers(self, st, timeout=60):
+        import ssl
+        import http.client
+        ctx = ssl.create_default_context(cafile=st["k8s_ca"])
+        ctx.check_hostname = False
+        deadline = time.time() + timeout
+        for n in st["nodes"]:
+            while True:
+                try:
+                    c = http.client.HTTPSConnection(n["ip"], st["apiserver_port"], context=ctx, timeout=2)
+                    c.request("GET", "/readyz")
+                    if c.getresponse().status == 200:
+                        break
+                except Exception:
+                    pass
+                if time.time() > deadline:
+                    raise LabError("kube-apiserver on %s not ready after %ds" % (n["host"], timeout))
+                time.sleep(0.2)
+
+    def _wait_ssh(self, st, timeout=15):
+        deadline = time.time() + timeout
+        for n in st["nodes"]:
+            while True:
+                try:
+                    with socket.create_connection((n["ip"], n["ssh_port"]), timeout=1) as s:
+                        if s.recv(4).startswith(b"SSH"):
+                            break
+                except OSError:
+                    pass
+                if time.time() > deadline:
+                    raise LabError("sshd on %s not answering; see %s" % (n["host"], n["sshd_log"]))
+                time.sleep(0.1)
+
+    def _write_inventory(self, st):
+        lines = ["# kubeops.etcd lab inventory (written by tests/lab/labctl up)", "[kube_control_plane]"]
+        for n in st["nodes"]:
+            lines.append("%s ansible_host=%s ansible_port=%d" % (n["host"], n["ip"], n["ssh_port"]))
+        lines += ["", "[all:vars]", "ansible_user=root",
+                  "ansible_ssh_private_key_file=" + st["ssh_key"],
+                  "ansible_ssh_common_args='-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
+                  "-o ControlMaster=auto -o ControlPersist=60s -o LogLevel=ERROR'",
+                  "ansible_python_interpreter=/usr/bin/python3", ""]
+        _write(st["inventory"], "\n".join(lines))
+
+    # ---- down -------------------------------------------------------------------
+    def _lab_pids(self, st):
+        """Every process of this lab: env marker, pid files, or living in one of its node namespaces."""
+        marker = ("KUBEOPS_LAB=" + self.dir).encode()
+        ns = set()
+        pids = set()
+        for n in (st or {}).get("nodes", []):
+            for key in ("init_pidfile", "kubelet_pidfile", "sshd_pidfile"):
+                p = self._pid(n[key]) if n.get(key) else None
+                if p:
+                    pids.add(p)
+            for k in ("mnt_ns", "uts_ns"):
+                if n.get(k):
+                    ns.add((k[:3], n[k]))
+        me = os.getpid()
+        for e in os.listdir("/proc"):
+            if not e.isdigit() or int(e) == me:
+                continue
+            pid = int(e)
+            if marker in _proc_environ(pid):
+                pids.add(pid)
+            elif ns and (("mnt", _ns_inode(pid, "mnt")) in ns or ("uts", _ns_inode(pid, "uts")) in ns):
+                pids.add(pid)
+        return {p for p in pids if _alive(p) and p != me}
+
+    def down(self, log=_log):
+        st = None
+        try:
+            with open(self.state_path) as f:
+                st = json.load(f)
+        except (OSError, ValueError):
+            pass
+        if st is None and not os.path.isdir(self.dir):
+            return False
+        pids = self._lab_pids(st)
+        for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+            for p in pids:
+                try:
+                    os.kill(p, sig)
+                except OSError:
+                    pass
+            deadline = time.time() + wait
+            while time.time() < deadline:
+                pids = {p for p in pids if _alive(p)}
+                if not pids:
+                    break
+                time.sleep(0.05)
+            pids |= self._lab_pids(st)
+            if not pids:
+                break
+        if pids:
+            log("warning: processes still alive: %s" % sorted(pids))
+        # host mounts below the lab dir (none are made on the host, but be thorough)
+        with open("/proc/self/mounts") as f:
+            mps = [line.split()[1] for line in f]
+        for mp in sorted((m for m in mps if m == self.dir or m.startswith(self.dir + "/")), reverse=True):
+            subprocess.run(["umount", "-l", mp], stderr=subprocess.DEVNULL)
+        if st:
+            others = self._other_labs()
+            for p in reversed(st.get("created_host_dirs", [])):
+                if others and p in ("/etc/kubernetes", NODE_BIN_MOUNT, "/run/sshd"):
+                    log("leaving %s: another lab is running" % p)
+                    continue
+                try:
+                    if not os.listdir(p):
+                        os.rmdir(p)
+                except OSError:
+                    pass
+        if os.path.isdir(self.dir):
+            shutil.rmtree(self.dir, ignore_errors=True)
+        self._state = None
+        return True
+
+    def _other_labs(self):
+        mine = ("KUBEOPS_LAB=" + self.dir).encode()
+        for e in os.listdir("/proc"):
+            if e.isdigit():
+                for v in _proc_environ(e):
+                    if v.startswith(b"KUBEOPS_LAB=") and v != mine:
+                        return True
+        return False
+
+    # ---- status -----------------------------------------------------------------
+    def status(self):
+        st = self.state
+        out = {"dir": self.dir, "phase": st.get("phase"), "inventory": st["inventory"], "nodes": []}
+        import etcdgw
+        for n in st["nodes"]:
+            r = {"host": n["host"], "ip": n["ip"], "member_name": n["member_name"], "etcd_version": n["etcd_version"],
+                 "node": bool(self._pid(n["init_pidfile"])), "sshd": bool(self._pid(n["sshd_pidfile"])),
+                 "kubelet": bool(self._pid(n["kubelet_pidfile"])), "containers": [], "etcd_healthy": False}
+            try:
+                with open(n["kubelet_state"]) as f:
+                    ks = json.load(f)
+                for c in ks["containers"].values():
+                    if c["state"] == "CONTAINER_RUNNING" and not _alive(c["pid"]):
+                        c["state"] = "CONTAINER_EXITED"
+                    r["containers"].append({"name": c["name"], "pod": c["pod_name"], "id": c["id"][:13],
+                                            "state": c["state"].replace("CONTAINER_", "").lower(),
+                                            "attempt": c["attempt"]})
+            except (OSError, ValueError, KeyError):
+                pass
+            try:
+                cl = etcdgw.Client(n["client_url"], st["ca"], st["client_cert"], st["client_key"], timeout=2)
+                r["etcd_healthy"] = cl.health()
+                cl.close()
+            except Exception as e:
+                r["etcd_error"] = str(e)[:200]
+            out["nodes"].append(r)
+        return out
+
+    # ---- load -------------------------------------------------------------------
+    def load(self, keys, value_bytes, threads=4, prefix="/registry", seed=None):
+        """Write `keys` Kubernetes-shaped keys of `value_bytes` each (txn batches over the JSON gateway)."""
+        import etcdgw
+        st = self.state
+        keys, value_bytes = int(keys), int(value_bytes)
+        rnd = random.Random(seed)
+        nss = max(1, min(100, keys // 50))
+        names = []
+        for i in range(nss):
+            names.append("%s/namespaces/ns-%03d" % (prefix, i))
+        kinds = ("configmaps", "secrets", "deployments")
+        i = 0
+        while len(names) < keys:
+            names.append("%s/%s/ns-%03d/obj-%07d" % (prefix, kinds[i % 3], i % nss, i))
+            i += 1
+        names = names[:keys]
+        # value: protobuf-ish magic prefix + random payload (incompressible, like encrypted Secrets)
+        head = b"k8s\x00"
+        per_batch_bytes = 1024 * 1024
+        max_ops = 128
+        batches, cur, size = [], [], 0
+        for k in names:
+            if cur and (len(cur) >= max_ops or size + value_bytes + len(k) > per_batch_bytes):
+                batches.append(cur)
+                cur, size = [], 0
+            cur.append(k)
+            size += value_bytes + len(k)
+        if cur:
+            batches.append(cur)
+        lock = threading.Lock()
+        errors = []
+        t0 = time.time()
+        eps = [n["client_url"] for n in st["nodes"]]
+
+        def worker(idx):
+            c = etcdgw.Client(eps[idx % len(eps)], st["ca"], st["client_cert"], st["client_key"], timeout=30)
+            while True:
+                with lock:
+                    if not batches or errors:
+                        break
+                    b = batches.pop()
+                items = [(k, head + rnd.randbytes(max(0, value_bytes - len(head)))
+                          if hasattr(rnd, "randbytes") else head + os.urandom(max(0, value_bytes - len(head))))
+                         for k in b]
+                try:
+                    c.txn_put_many(items)
+                except Exception as e:
+                    with lock:
+                        errors.append(str(e))
+            c.close()
+
+        ts = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        if errors:
+            raise LabError("load failed: %s" % errors[0])
+        return {"keys": keys, "value_bytes": value_bytes, "bytes": keys * value_bytes,
+                "seconds": round(time.time() - t0, 2)}
+
+
+def _has_yaml(python):
+    if not os.path.exists(python):
+        return False
+    return subprocess.run([python, "-c", "import yaml"], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL).returncode == 0
+
+
+SSHD_CONFIG = """# sshd of a kubeops lab node (runs inside the node's mount+UTS namespace)
+ListenAddress %(ip)s:%(port)d
+HostKey %(hostkey)s
+PidFile %(pidfile)s
+AuthorizedKeysFile %(authkeys)s
+PermitRootLogin prohibit-password
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+PrintMotd no
+PrintLastLog no
+UseDNS no
+X11Forwarding no
+AcceptEnv LANG LC_*
+MaxSessions 50
+MaxStartups 50:30:100
+SetEnv PATH=%(path)s
+Subsystem sftp internal-sftp
+"""

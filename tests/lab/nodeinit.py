@@ -1,0 +1,78 @@
+"""Init process of one lab node (runs as `unshare --mount --uts --propagation private nodeinit.py NODE_JSON`).
+
+Inside the fresh mount + UTS namespace it
+- sets the hostname (cp1, ...),
+- bind-mounts the node's private dirs over /etc/kubernetes, /var/lib and /usr/local/sbin
+  (the node's bin dir: etcdctl/etcdutl of its version, crictl, systemctl stand-ins),
+- becomes a child subreaper (orphaned containers are re-parented here and reaped),
+- starts the node's sshd (-D) and the kubelet stand-in,
+- on SIGTERM stops sshd and the kubelet and exits (containers are stopped by `labctl down`).
+Everything else of the host filesystem and the host network namespace is shared.
+"""
+import ctypes
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+MS_BIND = 4096
+MS_REC = 16384
+PR_SET_CHILD_SUBREAPER = 36
+libc = ctypes.CDLL(None, use_errno=True)
+
+
+def bind(src, dst):
+    if libc.mount(src.encode(), dst.encode(), None, MS_BIND | MS_REC, None) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, "bind %s on %s: %s" % (src, dst, os.strerror(e)))
+
+
+def main():
+    with open(sys.argv[1]) as f:
+        cfg = json.load(f)
+    log = open(os.path.join(cfg["run_dir"], "init.log"), "a", buffering=1)
+    sys.stdout = sys.stderr = log
+    socket.sethostname(cfg["hostname"])
+    for src, dst in cfg["binds"]:
+        bind(src, dst)
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    with open(cfg["init_pidfile"] + ".tmp", "w") as f:
+        f.write("%d\n" % os.getpid())
+    os.replace(cfg["init_pidfile"] + ".tmp", cfg["init_pidfile"])
+
+    stop = []
+    signal.signal(signal.SIGTERM, lambda s, f: stop.append(s))
+    signal.signal(signal.SIGINT, lambda s, f: stop.append(s))
+    env = dict(os.environ)
+    sshd = subprocess.Popen(["/usr/sbin/sshd", "-D", "-f", cfg["sshd_config"], "-E", cfg["sshd_log"]],
+                            stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env)
+    with open(cfg["kubelet_log"], "ab") as out:
+        subprocess.Popen([cfg["python"], os.path.join(cfg["standins"], "kubelet.py"), cfg["kubelet_config"]],
+                         stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
+                         start_new_session=True)
+    print("node %s up: sshd pid %d" % (cfg["hostname"], sshd.pid))
+    while not stop:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            pid = 0
+        if pid == sshd.pid:
+            print("sshd exited; restarting it")
+            time.sleep(1)
+            sshd = subprocess.Popen(["/usr/sbin/sshd", "-D", "-f", cfg["sshd_config"], "-E", cfg["sshd_log"]],
+                                    stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env)
+        if pid == 0:
+            time.sleep(0.5)
+    print("stopping node %s" % cfg["hostname"])
+    try:
+        sshd.terminate()
+        sshd.wait(5)
+    except Exception:
+        pass
+
+
+if __name__ == "__main__":
+    main()
