@@ -129,7 +129,7 @@ pods:
     container_ids:
       description:
         - V(started) - IDs of the running containers of that name after the wait.
-        - V(stopped) - IDs of the containers that were running when the wait began.
+        - V(stopped) - IDs of the containers that were running just before the manifest moved or during the wait.
         - Empty when O(wait=false) or in check mode without C(crictl).
       type: list
       elements: str
@@ -284,7 +284,7 @@ def wait_for(crictl, pod, timeout, clock=time.time, sleep=time.sleep):
     """Poll crictl until the pod's container is gone (stopped) or runs (started)."""
     want_running = pod['state'] == 'started'  # the manifest has just been put where the caller wants it
     started = clock()
-    seen = []
+    seen = list(pod['container_ids'])
     last_error = None
     while True:
         ids, error = crictl.running_ids(pod['name'])
@@ -362,6 +362,9 @@ def main():
             if pod['_move']:
                 if params['state'] == 'stopped':
                     make_private_dir(params['holding_dir'])
+                    if crictl is not None:
+                        # What is about to stop; a fast kubelet may remove it before the first poll.
+                        pod['container_ids'] = crictl.running_ids(pod['name'])[0] or []
                 move_file(*pod['_move'])
                 pod['changed'] = True
                 pod['state'] = params['state']

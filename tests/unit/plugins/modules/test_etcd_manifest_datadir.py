@@ -1,0 +1,176 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) kubeops.etcd contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import os
+import shutil
+import stat
+
+import pytest
+
+from ansible.module_utils import basic
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.kubeops.etcd.plugins.modules import etcd_manifest_datadir
+
+FIXTURES = os.path.join(os.path.dirname(__file__), '..', '..', 'fixtures', 'manifests')
+
+
+class ExitJson(Exception):
+    pass
+
+
+class FailJson(Exception):
+    pass
+
+
+def _exit_json(self, **kwargs):
+    kwargs.setdefault('changed', False)
+    raise ExitJson(kwargs)
+
+
+def _fail_json(self, **kwargs):
+    kwargs['failed'] = True
+    raise FailJson(kwargs)
+
+
+@pytest.fixture
+def run(monkeypatch):
+    monkeypatch.setattr(basic.AnsibleModule, 'exit_json', _exit_json)
+    monkeypatch.setattr(basic.AnsibleModule, 'fail_json', _fail_json)
+
+    def _run(args, check=False, diff=False):
+        args = dict(args, _ansible_check_mode=check, _ansible_diff=diff)
+        with patch_module_args(args):
+            try:
+                etcd_manifest_datadir.main()
+            except ExitJson as result:
+                return result.args[0]
+            except FailJson as result:
+                return result.args[0]
+        raise AssertionError('module did not exit')
+    return _run
+
+
+@pytest.fixture
+def node(tmp_path):
+    """A node's /etc/kubernetes with kubeadm's etcd manifest (mode 0600, as kubeadm writes it)."""
+    manifests = tmp_path / 'manifests'
+    manifests.mkdir()
+    path = manifests / 'etcd.yaml'
+    shutil.copy(os.path.join(FIXTURES, 'kubeadm-etcd.yaml'), str(path))
+    os.chmod(str(path), 0o600)
+    return {'path': str(path), 'manifests': str(manifests), 'backups': str(tmp_path / 'kubeops-etcd' / 'backups')}
+
+
+def args(node, **more):
+    result = {'path': node['path'], 'data_dir': '/var/lib/etcd-restore-1', 'backup_dir': node['backups']}
+    result.update(more)
+    return result
+
+
+def read(path):
+    with open(path, 'rb') as handle:
+        return handle.read()
+
+
+def test_check_real_again_and_again_in_check(run, node):
+    original = read(node['path'])
+    checked = run(args(node), check=True, diff=True)
+    assert checked['changed'] is True
+    assert checked['backup_file'] is None
+    assert checked['diff']['before'].encode() == original
+    assert '      path: /var/lib/etcd-restore-1\n' in checked['diff']['after']
+    assert read(node['path']) == original
+    assert not os.path.exists(node['backups'])
+
+    real = run(args(node))
+    assert real['changed'] is True
+    assert real['previous_data_dir'] == '/var/lib/etcd'
+    assert real['data_dir'] == '/var/lib/etcd-restore-1'
+    assert real['volume_name'] == 'etcd-data'
+    assert 'diff' not in real
+    assert read(node['path']) == original.replace(b'      path: /var/lib/etcd\n', b'      path: /var/lib/etcd-restore-1\n')
+
+    again = run(args(node))
+    assert again['changed'] is False
+    assert again['backup_file'] is None
+    assert again['previous_data_dir'] == '/var/lib/etcd-restore-1'
+
+    again_checked = run(args(node), check=True, diff=True)
+    assert again_checked['changed'] is False
+    assert 'diff' not in again_checked
+    assert len(os.listdir(node['backups'])) == 1
+
+
+def test_backup_is_the_old_manifest_outside_the_manifests_dir(run, node):
+    original = read(node['path'])
+    result = run(args(node))
+    backup = result['backup_file']
+    assert os.path.dirname(backup) == node['backups']
+    assert os.path.basename(backup).startswith('etcd.yaml.')
+    assert read(backup) == original
+    assert stat.S_IMODE(os.stat(backup).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(node['backups']).st_mode) == 0o700
+    # Nothing the kubelet could start as a second pod.
+    assert os.listdir(node['manifests']) == ['etcd.yaml']
+
+
+def test_mode_and_owner_are_kept(run, node):
+    os.chmod(node['path'], 0o640)
+    before = os.stat(node['path'])
+    run(args(node))
+    after = os.stat(node['path'])
+    assert stat.S_IMODE(after.st_mode) == 0o640
+    assert (after.st_uid, after.st_gid) == (before.st_uid, before.st_gid)
+    assert after.st_ino != before.st_ino  # replaced by a rename, not rewritten in place
+
+
+def test_without_backup_no_copy_is_made(run, node):
+    result = run(args(node, backup=False))
+    assert result['changed'] is True
+    assert result['backup_file'] is None
+    assert not os.path.exists(node['backups'])
+
+
+def test_relative_data_dir_is_refused(run, node):
+    original = read(node['path'])
+    result = run(args(node, data_dir='var/lib/etcd2'))
+    assert result['failed']
+    assert 'relative path' in result['msg']
+    assert read(node['path']) == original
+
+
+def test_backup_dir_inside_the_manifests_dir_is_refused(run, node):
+    original = read(node['path'])
+    result = run(args(node, backup_dir=os.path.join(node['manifests'], 'backups')))
+    assert result['failed']
+    assert 'second etcd pod' in result['msg']
+    assert read(node['path']) == original
+    assert os.listdir(node['manifests']) == ['etcd.yaml']
+
+
+def test_missing_manifest_fails_naming_it(run, node):
+    missing = os.path.join(node['manifests'], 'nope.yaml')
+    result = run(args(node, path=missing))
+    assert result['failed']
+    assert missing in result['msg'] and 'does not exist' in result['msg']
+
+
+def test_manifest_without_matching_volume_fails_and_is_unchanged(run, node):
+    shutil.copy(os.path.join(FIXTURES, 'etcd-no-volume.yaml'), node['path'])
+    original = read(node['path'])
+    result = run(args(node))
+    assert result['failed']
+    assert 'spec.volumes has no volume of that name' in result['msg']
+    assert read(node['path']) == original
+    assert not os.path.exists(node['backups'])
+
+
+def test_trailing_slash_means_the_same_dir(run, node):
+    result = run(args(node, data_dir='/var/lib/etcd/'))
+    assert result['changed'] is False
