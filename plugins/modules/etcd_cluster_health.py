@@ -21,7 +21,7 @@ description:
     Each round is one C(member list), one C(endpoint status) and one C(endpoint health) call.
   - Lists everything that is wrong in RV(cluster.problems).
 author:
-  - kubeops.etcd maintainers
+  - kubeops.etcd maintainers (@kubeops)
 options:
   wait_timeout:
     description:

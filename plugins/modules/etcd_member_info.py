@@ -25,7 +25,7 @@ description:
   - Warns when the manifest's etcd image has a known data-corruption bug (3.5.0 to 3.5.2) or is below the versions
     etcd calls production-ready (3.4.22, 3.5.6).
 author:
-  - kubeops.etcd maintainers
+  - kubeops.etcd maintainers (@kubeops)
 options:
   live:
     description:

@@ -19,7 +19,7 @@ description:
     member whose C(endpoint status) reports itself as leader.
   - The snapshot is written to C(<dest>.part) and renamed to O(dest) only after it was verified, so O(dest) is
     always complete. No C(.part) file is left behind when anything fails (including a full disk or a timeout).
-  - Verification reads the file back: the trailing SHA-256 that C(etcdctl) appends must match, the bbolt header must
+  - Verification reads the file back. The trailing SHA-256 that C(etcdctl) appends must match, the bbolt header must
     fit the file size, and C(snapshot status) (C(etcdutl), else C(etcdctl) before 3.6) must read it.
   - The snapshot file and the metadata file get mode C(0600); a missing parent directory is created with mode C(0700).
     A snapshot holds every Secret of the cluster, in clear text unless the API server encrypts Secrets at rest.
@@ -31,7 +31,7 @@ description:
   - Warns when the source runs an etcd version with a known data-corruption bug (3.5.0 to 3.5.2) or one below the
     versions etcd calls production-ready (3.4.22, 3.5.6).
 author:
-  - kubeops.etcd maintainers
+  - kubeops.etcd maintainers (@kubeops)
 options:
   dest:
     description:

@@ -25,7 +25,7 @@ description:
   - Compares the file with the metadata written by M(kubeops.etcd.etcd_snapshot) when that file exists.
   - Refuses C(.part) files, which C(etcdctl) leaves when a snapshot did not complete.
 author:
-  - kubeops.etcd maintainers
+  - kubeops.etcd maintainers (@kubeops)
 options:
   path:
     description:
