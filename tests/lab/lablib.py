@@ -594,7 +594,7 @@ class Lab:
         if st is None and not os.path.isdir(self.dir):
             return False
         pids = self._lab_pids(st)
-        for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+        for sig, wait in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 5.0)):
             for p in pids:
                 try:
                     os.kill(p, sig)
