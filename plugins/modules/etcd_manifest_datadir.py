@@ -25,7 +25,7 @@ description:
     because the kubelet starts a pod from every file there whose name does not begin with a dot.
   - The container's C(--data-dir) flag is not changed; only where that path comes from on the host.
 author:
-  - kubeops.etcd maintainers
+  - kubeops.etcd maintainers (@kubeops)
 requirements:
   - PyYAML on the managed node (Debian/Ubuntu C(python3-yaml), RHEL C(python3-pyyaml)).
 options:

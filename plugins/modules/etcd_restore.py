@@ -28,7 +28,7 @@ description:
   - Member and cluster IDs are computed the way etcd computes them at bootstrap and returned, so they can be compared
     with C(etcdctl member list) once the cluster runs.
 author:
-  - kubeops.etcd maintainers
+  - kubeops.etcd maintainers (@kubeops)
 requirements:
   - C(etcdutl) 3.5+ or C(etcdctl) 3.4/3.5 on the managed node; use the minor version of the cluster's etcd.
 options:
@@ -193,7 +193,7 @@ tool:
   type: str
   sample: etcdutl
 tool_version:
-  description: Version of O(tool).
+  description: Version of the restore tool.
   returned: always
   type: str
   sample: 3.5.16
@@ -427,9 +427,8 @@ def run_restore(module, runner, tools, plan, params):
     try:
         result = runner.run(restore_argv(tools, params['snapshot'], temp, params, plan['inputs']), check_rc=False)
         if result.rc != 0:
-            raise command_error(result, what='Restoring %s with %s %s' % (params['snapshot'], tools.restore_tool,
-                                                                         tools.restore_tool_version),
-                                fix='Nothing was written to %s.' % data_dir)
+            what = 'Restoring %s with %s %s' % (params['snapshot'], tools.restore_tool, tools.restore_tool_version)
+            raise command_error(result, what=what, fix='Nothing was written to %s.' % data_dir)
         for part in ('member/snap/db', 'member/wal'):
             if not os.path.exists(os.path.join(temp, part)):
                 raise EtcdModuleError(

@@ -22,7 +22,7 @@ description:
     So the order of O(names) is the order of the operation, for example API server before etcd when stopping.
   - Before anything moves, every name is checked; a manifest found in both directories, or in neither, is an error.
 author:
-  - kubeops.etcd maintainers
+  - kubeops.etcd maintainers (@kubeops)
 requirements:
   - C(crictl) on the managed node, unless O(wait=false).
 options:

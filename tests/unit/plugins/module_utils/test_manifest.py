@@ -80,14 +80,14 @@ def test_edit_keeps_comments_and_double_quotes():
 def test_edit_keeps_single_quotes():
     original = read('etcd-space-flags.yaml')
     edited = EtcdManifest.load(fixture('etcd-space-flags.yaml')).with_data_dir_host_path("/var/lib/it's")
-    assert [new for _, _, new in changed_lines(original, edited)] == ["      path: '/var/lib/it''s'\n"]
+    assert [change[2] for change in changed_lines(original, edited)] == ["      path: '/var/lib/it''s'\n"]
     assert EtcdManifest.from_text(edited).data_dir_host_path == "/var/lib/it's"
 
 
 def test_edit_quotes_a_path_yaml_would_misread():
     original = read('kubeadm-etcd.yaml')
     edited = EtcdManifest.from_text(original).with_data_dir_host_path('/var/lib/etcd #2: new')
-    assert [new for _, _, new in changed_lines(original, edited)] == ['      path: "/var/lib/etcd #2: new"\n']
+    assert [change[2] for change in changed_lines(original, edited)] == ['      path: "/var/lib/etcd #2: new"\n']
     assert EtcdManifest.from_text(edited).data_dir_host_path == '/var/lib/etcd #2: new'
 
 
@@ -103,7 +103,7 @@ def test_data_volume_is_found_by_mount_not_by_name():
     original = read('etcd-renamed-volume.yaml')
     edited = manifest.with_data_dir_host_path('/data/etcd-restored')
     changes = changed_lines(original, edited)
-    assert [(old, new) for _, old, new in changes] == [('      path: /data/etcd\n', '      path: /data/etcd-restored\n')]
+    assert [change[1:] for change in changes] == [('      path: /data/etcd\n', '      path: /data/etcd-restored\n')]
     assert '/srv/etcd-backup' in edited
 
 
