@@ -106,7 +106,8 @@ def parse_endpoint_status(text):
 
     Each: {endpoint, member_id, cluster_id, revision, raft_term, raft_index,
     raft_applied_index, leader, is_leader, version, storage_version, db_size,
-    db_size_in_use, errors}. is_leader follows etcd: Status.leader == header.member_id.
+    db_size_in_use, errors, is_learner, db_size_quota}; the last two and
+    storage_version are only reported by etcd 3.6+ (None/False before). is_leader follows etcd: Status.leader == header.member_id.
     """
     if not (text or '').strip():
         return []
@@ -133,6 +134,8 @@ def parse_endpoint_status(text):
             'db_size': status.get('dbSize'),
             'db_size_in_use': status.get('dbSizeInUse'),
             'errors': list(status.get('errors') or []),
+            'is_learner': bool(status.get('isLearner', False)),
+            'db_size_quota': status.get('dbSizeQuota'),
         })
     return result
 
