@@ -42,6 +42,7 @@ import pki  # noqa: E402
 
 DEFAULT_VERSION = "3.5.30"
 PRIVATE_DIRS = ("/etc/kubernetes", "/var/lib")   # node-private trees (bind-mounted in the node)
+MOUNTPOINT_MARKER = ".kubeops-lab-mountpoint"
 NODE_BIN_MOUNT = "/usr/local/sbin"              # node bin dir is bind-mounted here (first on root's PATH)
 SSH_OPTS = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
             "-o", "BatchMode=yes", "-o", "ConnectTimeout=5"]
@@ -423,6 +424,8 @@ class Lab:
         for p in ("/etc/kubernetes", NODE_BIN_MOUNT, "/run/sshd"):
             if not os.path.isdir(p):
                 os.makedirs(p, 0o755)
+                # marker on the host side of the mount point: any lab's `down` may remove it later
+                open(os.path.join(p, MOUNTPOINT_MARKER), "w").close()
                 st["created_host_dirs"].append(p)
         self._save(st)
         env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root",
@@ -616,14 +619,12 @@ class Lab:
             mps = [line.split()[1] for line in f]
         for mp in sorted((m for m in mps if m == self.dir or m.startswith(self.dir + "/")), reverse=True):
             subprocess.run(["umount", "-l", mp], stderr=subprocess.DEVNULL)
-        if st:
-            others = self._other_labs()
-            for p in reversed(st.get("created_host_dirs", [])):
-                if others and p in ("/etc/kubernetes", NODE_BIN_MOUNT, "/run/sshd"):
-                    log("leaving %s: another lab is running" % p)
-                    continue
+        # host mount points made by a lab (this one or an earlier one): remove when no lab runs any more
+        if not self._other_labs():
+            for p in ("/run/sshd", NODE_BIN_MOUNT, "/etc/kubernetes"):
                 try:
-                    if not os.listdir(p):
+                    if os.listdir(p) == [MOUNTPOINT_MARKER]:
+                        os.unlink(os.path.join(p, MOUNTPOINT_MARKER))
                         os.rmdir(p)
                 except OSError:
                     pass

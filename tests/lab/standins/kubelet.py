@@ -329,8 +329,9 @@ class Kubelet:
                 return
             if pid == 0:
                 return
-            self.exit_codes[pid] = os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode") \
+            rc = os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode") \
                 else (status >> 8)
+            self.exit_codes[pid] = 128 - rc if rc < 0 else rc  # killed by signal N: 128+N like runc
 
     def run(self):
         log("started on node %s, watching %s" % (self.node, self.manifests))
