@@ -1,0 +1,216 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) kubeops.etcd contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import hashlib
+import importlib.util
+import json
+import os
+import stat
+import sys
+
+import pytest
+
+from ansible.module_utils import basic
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.kubeops.etcd.plugins.modules import etcd_cluster_health
+
+
+def _load_fakes():
+    name = 'kubeops_etcd_unit_fakes'
+    if name not in sys.modules:
+        path = os.path.join(os.path.dirname(__file__), '..', '..', 'fixtures', 'etcd_outputs', 'fakes.py')
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[name] = module
+    return sys.modules[name]
+
+
+fakes = _load_fakes()
+
+
+class ExitJson(Exception):
+    pass
+
+
+class FailJson(Exception):
+    pass
+
+
+@pytest.fixture(autouse=True)
+def module_exits(monkeypatch):
+    warnings = []
+
+    def exit_json(self, **kwargs):
+        kwargs.setdefault('changed', False)
+        raise ExitJson(kwargs)
+
+    def fail_json(self, **kwargs):
+        kwargs['failed'] = True
+        raise FailJson(kwargs)
+
+    monkeypatch.setattr(basic.AnsibleModule, 'exit_json', exit_json)
+    monkeypatch.setattr(basic.AnsibleModule, 'fail_json', fail_json)
+    monkeypatch.setattr(basic.AnsibleModule, 'warn', lambda self, warning: warnings.append(warning))
+    return warnings
+
+
+@pytest.fixture
+def tls(tmp_path):
+    paths = {}
+    for option in ('cacert', 'cert', 'key'):
+        path = tmp_path / ('%s.pem' % option)
+        path.write_text('PEM')
+        paths[option] = str(path)
+    return paths
+
+
+def run(args):
+    with patch_module_args(args):
+        with pytest.raises((ExitJson, FailJson)) as caught:
+            etcd_cluster_health.main()
+    return caught.type is ExitJson, caught.value.args[0]
+
+
+def health_args(tls, fake, **overrides):
+    args = dict(tls, endpoints=['https://seed:2379'], **fake.path_args())
+    args.update(overrides)
+    return dict((key, value) for key, value in args.items() if value is not None)
+
+
+@pytest.mark.parametrize('version', fakes.CAPTURED_VERSIONS)
+def test_healthy_cluster(tmp_path, monkeypatch, tls, module_exits, version):
+    fake = fakes.FakeEtcd(tmp_path, monkeypatch, version)
+    ok, result = run(health_args(tls, fake, expected_members=['m1', 'm2', 'm3'], min_revision=51))
+    assert ok and result['changed'] is False
+    cluster = result['cluster']
+    leader_endpoint, leader_id = fakes.expected_leader(version)
+    member_list = json.loads(fakes.read(version, 'member_list.stdout'))
+    assert cluster['healthy'] is True and cluster['problems'] == []
+    assert cluster['leader'] == '%x' % leader_id
+    assert cluster['leader_name'] == fakes.member_names(version)[leader_id]
+    assert cluster['leader_client_url'] == leader_endpoint
+    assert cluster['cluster_id'] == '%x' % member_list['header']['cluster_id']
+    assert sorted(member['id'] for member in cluster['members']) == sorted('%x' % m['ID'] for m in member_list['members'])
+    assert cluster['revision'] == 51
+    assert [endpoint['is_leader'] for endpoint in cluster['endpoints']].count(True) == 1
+    assert all(endpoint['version'] == version for endpoint in cluster['endpoints'])
+    assert result['attempts'] == 1
+    assert ('data-inconsistency' in ' '.join(module_exits)) is (version == '3.5.1')
+
+
+@pytest.mark.parametrize('version', fakes.CAPTURED_VERSIONS)
+def test_member_down_fails_with_the_problem(tmp_path, monkeypatch, tls, version):
+    fake = fakes.FakeEtcd(tmp_path, monkeypatch, version)
+    fake.scenario('one_down')
+    ok, result = run(health_args(tls, fake))
+    assert not ok
+    assert 'is not as expected after 1 attempt(s)' in result['msg'] and 'member m3 is unreachable' in result['msg']
+    assert result['cluster']['healthy'] is False
+
+
+def test_member_down_reported_without_failing(tmp_path, monkeypatch, tls):
+    fake = fakes.FakeEtcd(tmp_path, monkeypatch, '3.5.30')
+    fake.scenario('one_down')
+    ok, result = run(health_args(tls, fake, fail_unhealthy=False))
+    assert ok and result['cluster']['healthy'] is False
+    assert result['cluster']['problems'][0].startswith('member m3 is unreachable')
+
+
+def test_waits_polling_every_second_until_timeout(tmp_path, monkeypatch, tls):
+    fake = fakes.FakeEtcd(tmp_path, monkeypatch, '3.5.30')
+    fake.scenario('one_down')
+    ok, result = run(health_args(tls, fake, wait_timeout=2))
+    assert not ok
+    assert result['attempts'] in (2, 3, 4)
+    assert result['elapsed_seconds'] >= 2
+    assert fake.commands().count(['member', 'list']) == result['attempts']
+
+
+def test_wait_ends_at_first_success(tmp_path, monkeypatch, tls):
+    fake = fakes.FakeEtcd(tmp_path, monkeypatch, '3.5.16')
+    ok, result = run(health_args(tls, fake, wait_timeout=30))
+    assert ok and result['attempts'] == 1 and result['elapsed_seconds'] < 10
+
+
+def test_expected_members_and_min_revision(tmp_path, monkeypatch, tls):
+    fake = fakes.FakeEtcd(tmp_path, monkeypatch, '3.5.30')
+    ok, result = run(health_args(tls, fake, expected_members=['m1', 'm2'], min_revision=52))
+    assert not ok
+    assert result['cluster']['healthy'] is True
+    assert result['cluster']['problems'] == ['unexpected members present: m3', 'revision 51 is below the expected minimum 52']
+
+
+def test_all_down_is_unhealthy_not_a_crash(tmp_path, monkeypatch, tls):
+    fake = fakes.FakeEtcd(tmp_path, monkeypatch, '3.4.23')
+    fake.scenario('all_down')
+    ok, result = run(health_args(tls, fake, fail_unhealthy=False))
+    assert ok
+    assert result['cluster']['healthy'] is False and result['cluster']['members'] == []
+    assert result['cluster']['problems'][0].startswith('Listing etcd members at https://seed:2379 failed')
+
+
+def test_missing_key_file_fails_naming_it(tmp_path, monkeypatch, tls):
+    fake = fakes.FakeEtcd(tmp_path, monkeypatch, '3.5.30')
+    os.unlink(tls['key'])
+    ok, result = run(health_args(tls, fake))
+    assert not ok and tls['key'] in result['msg'] and 'Set key' in result['msg']
+    assert fake.commands() == [['version']]
+
+
+def test_endpoints_from_kubeadm_manifest(tmp_path, monkeypatch, tls):
+    fake = fakes.FakeEtcd(tmp_path, monkeypatch, '3.5.30')
+    manifest = tmp_path / 'etcd.yaml'
+    manifest.write_text(MANIFEST)
+    args = health_args(tls, fake, manifest_path=str(manifest))
+    del args['endpoints']
+    ok, result = run(args)
+    assert ok
+    first = fake.calls('etcdctl')[1]
+    assert first['argv'][0] == '--endpoints=https://10.0.0.11:2379'
+
+
+def test_missing_manifest_without_endpoints(tmp_path, monkeypatch, tls):
+    fake = fakes.FakeEtcd(tmp_path, monkeypatch, '3.5.30')
+    args = health_args(tls, fake, manifest_path=str(tmp_path / 'missing.yaml'))
+    del args['endpoints']
+    ok, result = run(args)
+    assert not ok and str(tmp_path / 'missing.yaml') in result['msg']
+
+
+def test_check_mode_is_supported(tmp_path, monkeypatch, tls):
+    fake = fakes.FakeEtcd(tmp_path, monkeypatch, '3.5.30')
+    ok, result = run(dict(health_args(tls, fake), _ansible_check_mode=True))
+    assert ok and result['cluster']['healthy'] is True
+
+
+MANIFEST = '''apiVersion: v1
+kind: Pod
+metadata:
+  name: etcd
+  namespace: kube-system
+spec:
+  containers:
+  - command:
+    - etcd
+    - --advertise-client-urls=https://10.0.0.11:2379
+    - --data-dir=/var/lib/etcd
+    - --listen-client-urls=https://127.0.0.1:2379,https://10.0.0.11:2379
+    - --name=cp1
+    image: registry.k8s.io/etcd:3.5.16-0
+    name: etcd
+    volumeMounts:
+    - mountPath: /var/lib/etcd
+      name: etcd-data
+  volumes:
+  - hostPath:
+      path: /var/lib/etcd
+      type: DirectoryOrCreate
+    name: etcd-data
+'''

@@ -1,0 +1,242 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) kubeops.etcd contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import hashlib
+import importlib.util
+import json
+import os
+import stat
+import sys
+
+import pytest
+
+from ansible.module_utils import basic
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.kubeops.etcd.plugins.modules import etcd_member_info
+
+
+def _load_fakes():
+    name = 'kubeops_etcd_unit_fakes'
+    if name not in sys.modules:
+        path = os.path.join(os.path.dirname(__file__), '..', '..', 'fixtures', 'etcd_outputs', 'fakes.py')
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[name] = module
+    return sys.modules[name]
+
+
+fakes = _load_fakes()
+
+
+class ExitJson(Exception):
+    pass
+
+
+class FailJson(Exception):
+    pass
+
+
+@pytest.fixture(autouse=True)
+def module_exits(monkeypatch):
+    warnings = []
+
+    def exit_json(self, **kwargs):
+        kwargs.setdefault('changed', False)
+        raise ExitJson(kwargs)
+
+    def fail_json(self, **kwargs):
+        kwargs['failed'] = True
+        raise FailJson(kwargs)
+
+    monkeypatch.setattr(basic.AnsibleModule, 'exit_json', exit_json)
+    monkeypatch.setattr(basic.AnsibleModule, 'fail_json', fail_json)
+    monkeypatch.setattr(basic.AnsibleModule, 'warn', lambda self, warning: warnings.append(warning))
+    return warnings
+
+
+MANIFEST = '''apiVersion: v1
+kind: Pod
+metadata:
+  name: etcd
+  namespace: kube-system
+spec:
+  containers:
+  - command:
+    - etcd
+    - --advertise-client-urls=https://10.0.0.11:2379
+    - --cert-file=/etc/kubernetes/pki/etcd/server.crt
+    - --data-dir=/var/lib/etcd
+    - --initial-advertise-peer-urls=https://10.0.0.11:2380
+    - --initial-cluster=cp1=https://10.0.0.11:2380,cp2=https://10.0.0.12:2380
+    - --initial-cluster-state=existing
+    - --key-file=/etc/kubernetes/pki/etcd/server.key
+    - --listen-client-urls=https://127.0.0.1:2379,https://10.0.0.11:2379
+    - --name=cp1
+    - --peer-cert-file=/etc/kubernetes/pki/etcd/peer.crt
+    - --peer-key-file=/etc/kubernetes/pki/etcd/peer.key
+    - --peer-trusted-ca-file=/etc/kubernetes/pki/etcd/ca.crt
+    - --trusted-ca-file=/etc/kubernetes/pki/etcd/ca.crt
+    image: registry.k8s.io/etcd:@IMAGE@
+    name: etcd
+    volumeMounts:
+    - mountPath: /var/lib/etcd
+      name: etcd-data
+    - mountPath: /etc/kubernetes/pki/etcd
+      name: etcd-certs
+  volumes:
+  - hostPath:
+      path: /etc/kubernetes/pki/etcd
+      type: DirectoryOrCreate
+    name: etcd-certs
+  - hostPath:
+      path: @DATA@
+      type: DirectoryOrCreate
+    name: etcd-data
+'''
+
+
+@pytest.fixture
+def node(tmp_path):
+    data = tmp_path / 'var-lib-etcd'
+    (data / 'member' / 'snap').mkdir(parents=True)
+    (data / 'member' / 'snap' / 'db').write_bytes(b'\0' * 8192)
+    (data / 'member' / 'wal').mkdir()
+    (data / 'member' / 'wal' / '0.wal').write_bytes(b'\0' * 1000)
+    os.symlink('/etc/passwd', str(data / 'member' / 'link'))
+    os.chmod(str(data), 0o700)
+    manifest = tmp_path / 'etcd.yaml'
+    tls = {}
+    for option in ('cacert', 'cert', 'key'):
+        path = tmp_path / ('%s.pem' % option)
+        path.write_text('PEM')
+        tls[option] = str(path)
+    return {'tmp': tmp_path, 'data': data, 'manifest': manifest, 'tls': tls}
+
+
+def write_manifest(node, image='3.5.16-0', data=None):
+    node['manifest'].write_text(MANIFEST.replace('@IMAGE@', image).replace('@DATA@', str(data or node['data'])))
+
+
+def run(args):
+    with patch_module_args(args):
+        with pytest.raises((ExitJson, FailJson)) as caught:
+            etcd_member_info.main()
+    return caught.type is ExitJson, caught.value.args[0]
+
+
+@pytest.mark.parametrize('version, restore_tool, bump', [
+    ('3.4.23', 'etcdctl', False),
+    ('3.5.1', 'etcdutl', False),
+    ('3.5.16', 'etcdutl', True),
+    ('3.5.30', 'etcdutl', True),
+    ('3.6-upstream', 'etcdutl', True),
+])
+def test_describes_member_data_dir_and_tools(node, monkeypatch, module_exits, version, restore_tool, bump):
+    fake = fakes.FakeEtcd(node['tmp'], monkeypatch, version)
+    write_manifest(node)
+    ok, result = run(dict(manifest_path=str(node['manifest']), **fake.path_args()))
+    assert ok and result['changed'] is False
+    member = result['member']
+    assert member == {
+        'name': 'cp1',
+        'data_dir': '/var/lib/etcd',
+        'data_dir_host_path': str(node['data']),
+        'data_volume_name': 'etcd-data',
+        'peer_urls': ['https://10.0.0.11:2380'],
+        'advertise_client_urls': ['https://10.0.0.11:2379'],
+        'listen_client_urls': ['https://127.0.0.1:2379', 'https://10.0.0.11:2379'],
+        'initial_cluster': 'cp1=https://10.0.0.11:2380,cp2=https://10.0.0.12:2380',
+        'initial_cluster_state': 'existing',
+        'cert_file': '/etc/kubernetes/pki/etcd/server.crt',
+        'key_file': '/etc/kubernetes/pki/etcd/server.key',
+        'trusted_ca_file': '/etc/kubernetes/pki/etcd/ca.crt',
+        'peer_cert_file': '/etc/kubernetes/pki/etcd/peer.crt',
+        'peer_key_file': '/etc/kubernetes/pki/etcd/peer.key',
+        'peer_trusted_ca_file': '/etc/kubernetes/pki/etcd/ca.crt',
+        'image': 'registry.k8s.io/etcd:3.5.16-0',
+        'image_version': '3.5.16',
+        'manifest_path': str(node['manifest']),
+    }
+    info = os.stat(str(node['data']))
+    assert result['data_dir_stat'] == {
+        'exists': True, 'mode': '0700', 'uid': info.st_uid, 'gid': info.st_gid,
+        'owner': result['data_dir_stat']['owner'], 'group': result['data_dir_stat']['group'],
+        'size_bytes': 8192 + 1000,  # the symlink is not followed
+    }
+    assert result['data_dir_stat']['owner']
+    statvfs = os.statvfs(str(node['tmp']))
+    assert abs(result['free_bytes'] - statvfs.f_bavail * statvfs.f_frsize) < 64 * 1024 * 1024
+    expected_version = '3.6.5' if version.startswith('3.6') else version
+    assert result['tools'] == {
+        'etcdctl': fake.paths['etcdctl'],
+        'etcdctl_version': expected_version,
+        'etcdutl': fake.paths.get('etcdutl'),
+        'etcdutl_version': None if version == '3.4.23' else expected_version,
+        'restore_tool': restore_tool,
+        'supports_bump_revision': bump,
+    }
+    assert 'cluster' not in result
+    assert module_exits == []
+    # Without live, nothing talks to etcd.
+    assert not [call for call in fake.calls() if 'member' in call['argv'] or 'endpoint' in call['argv']]
+
+
+def test_missing_data_dir_and_free_space_of_nearest_parent(node, monkeypatch):
+    fake = fakes.FakeEtcd(node['tmp'], monkeypatch, '3.5.30')
+    write_manifest(node, data=str(node['tmp'] / 'not' / 'yet' / 'etcd'))
+    ok, result = run(dict(manifest_path=str(node['manifest']), **fake.path_args()))
+    assert ok
+    assert result['data_dir_stat']['exists'] is False and result['data_dir_stat']['mode'] is None
+    assert result['free_bytes'] > 0
+
+
+def test_old_image_warns(node, monkeypatch, module_exits):
+    fake = fakes.FakeEtcd(node['tmp'], monkeypatch, '3.5.30')
+    write_manifest(node, image='3.5.1-0')
+    ok, _result = run(dict(manifest_path=str(node['manifest']), **fake.path_args()))
+    assert ok
+    assert len(module_exits) == 1
+    assert str(node['manifest']) in module_exits[0] and 'data-inconsistency' in module_exits[0]
+
+
+@pytest.mark.parametrize('version', fakes.CAPTURED_VERSIONS)
+def test_live_adds_the_cluster(node, monkeypatch, version):
+    fake = fakes.FakeEtcd(node['tmp'], monkeypatch, version)
+    write_manifest(node)
+    ok, result = run(dict(node['tls'], manifest_path=str(node['manifest']), live=True, **fake.path_args()))
+    assert ok
+    assert result['cluster']['healthy'] is True
+    assert result['cluster']['leader'] == '%x' % fakes.expected_leader(version)[1]
+    # Endpoints come from the manifest's --advertise-client-urls.
+    assert fake.calls('etcdctl')[-3]['argv'][0] == '--endpoints=https://10.0.0.11:2379'
+
+
+def test_live_with_unreachable_cluster_reports_instead_of_failing(node, monkeypatch):
+    fake = fakes.FakeEtcd(node['tmp'], monkeypatch, '3.5.30')
+    fake.scenario('member_list_fails')
+    write_manifest(node)
+    ok, result = run(dict(node['tls'], manifest_path=str(node['manifest']), live=True, **fake.path_args()))
+    assert ok and result['cluster']['healthy'] is False
+    assert 'context deadline exceeded' in result['cluster']['problems'][0]
+
+
+def test_missing_manifest_fails_naming_it(node, monkeypatch):
+    fake = fakes.FakeEtcd(node['tmp'], monkeypatch, '3.5.30')
+    ok, result = run(dict(manifest_path=str(node['tmp'] / 'nope.yaml'), **fake.path_args()))
+    assert not ok and str(node['tmp'] / 'nope.yaml') in result['msg']
+
+
+def test_no_tools_installed_is_reported_not_fatal(node, monkeypatch):
+    write_manifest(node)
+    monkeypatch.setattr(basic.AnsibleModule, 'get_bin_path', lambda self, name, required=False, opt_dirs=None: None)
+    ok, result = run(dict(manifest_path=str(node['manifest'])))
+    assert ok
+    assert result['tools'] == {'etcdctl': None, 'etcdctl_version': None, 'etcdutl': None, 'etcdutl_version': None,
+                               'restore_tool': None, 'supports_bump_revision': False}

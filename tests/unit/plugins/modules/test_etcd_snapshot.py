@@ -1,0 +1,342 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) kubeops.etcd contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import hashlib
+import importlib.util
+import json
+import os
+import stat
+import sys
+
+import pytest
+
+from ansible.module_utils import basic
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.kubeops.etcd.plugins.modules import etcd_snapshot
+
+
+def _load_fakes():
+    name = 'kubeops_etcd_unit_fakes'
+    if name not in sys.modules:
+        path = os.path.join(os.path.dirname(__file__), '..', '..', 'fixtures', 'etcd_outputs', 'fakes.py')
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[name] = module
+    return sys.modules[name]
+
+
+fakes = _load_fakes()
+
+
+class ExitJson(Exception):
+    pass
+
+
+class FailJson(Exception):
+    pass
+
+
+@pytest.fixture(autouse=True)
+def module_exits(monkeypatch):
+    warnings = []
+
+    def exit_json(self, **kwargs):
+        kwargs.setdefault('changed', False)
+        raise ExitJson(kwargs)
+
+    def fail_json(self, **kwargs):
+        kwargs['failed'] = True
+        raise FailJson(kwargs)
+
+    monkeypatch.setattr(basic.AnsibleModule, 'exit_json', exit_json)
+    monkeypatch.setattr(basic.AnsibleModule, 'fail_json', fail_json)
+    monkeypatch.setattr(basic.AnsibleModule, 'warn', lambda self, warning: warnings.append(warning))
+    return warnings
+
+
+@pytest.fixture
+def node(tmp_path, monkeypatch):
+    tls = {}
+    for option in ('cacert', 'cert', 'key'):
+        path = tmp_path / ('%s.pem' % option)
+        path.write_text('PEM')
+        tls[option] = str(path)
+    return {'tmp': tmp_path, 'tls': tls, 'backups': tmp_path / 'backups'}
+
+
+def run(args, check_mode=False):
+    if check_mode:
+        args = dict(args, _ansible_check_mode=True)
+    with patch_module_args(args):
+        with pytest.raises((ExitJson, FailJson)) as caught:
+            etcd_snapshot.main()
+    return caught.type is ExitJson, caught.value.args[0]
+
+
+def snapshot_args(node, fake, **overrides):
+    args = dict(node['tls'], endpoints=['https://seed:2379'], dest=str(node['backups'] / 'etcd.db'),
+                **fake.path_args())
+    args.update(overrides)
+    return dict((key, value) for key, value in args.items() if value is not None)
+
+
+def listing(directory):
+    return sorted(os.listdir(str(directory))) if os.path.isdir(str(directory)) else []
+
+
+def mode(path):
+    return stat.S_IMODE(os.stat(str(path)).st_mode)
+
+
+@pytest.mark.parametrize('version', fakes.ALL_SHAPES)
+def test_snapshot_from_leader_is_verified_private_and_described(node, monkeypatch, module_exits, version):
+    fake = fakes.FakeEtcd(node['tmp'], monkeypatch, version)
+    ok, result = run(snapshot_args(node, fake))
+    assert ok, result
+    dest = node['backups'] / 'etcd.db'
+    leader_endpoint, leader_id = fakes.expected_leader(version)
+
+    assert result['changed'] is True
+    assert listing(node['backups']) == ['etcd.db', 'etcd.db.meta.json']
+    assert mode(node['backups']) == 0o700
+    assert mode(dest) == 0o600 and mode(str(dest) + '.meta.json') == 0o600
+    with open(str(dest), 'rb') as handle:
+        content = handle.read()
+    with open(fakes.SNAPSHOT, 'rb') as handle:
+        assert content == handle.read()
+
+    metadata = json.load(open(str(dest) + '.meta.json'))
+    status = json.loads(fakes.read(version, 'snapshot_status_%s.stdout' % ('etcdctl' if version == '3.4.23' else 'etcdutl')))
+    member_list = json.loads(fakes.read(version, 'member_list.stdout'))
+    assert metadata['format'] == 1
+    assert metadata['file'] == 'etcd.db'
+    assert metadata['sha256'] == hashlib.sha256(content).hexdigest()
+    assert metadata['size'] == len(content)
+    assert metadata['revision'] == status['revision']
+    assert metadata['hash'] == status['hash']
+    assert metadata['total_key'] == status['totalKey']
+    assert metadata['endpoint'] == leader_endpoint
+    assert metadata['member_name'] == fakes.member_names(version)[leader_id]
+    assert metadata['cluster_id'] == '%x' % member_list['header']['cluster_id']
+    assert sorted(member['name'] for member in metadata['members']) == sorted(fakes.member_names(version).values())
+    assert metadata['etcd_version'] == ('3.6.5' if version.startswith('3.6') else version)
+    assert metadata['storage_version'] == ('3.6.0' if version.startswith('3.6') else None)
+    assert metadata['created'].endswith('Z') and metadata['node']
+    assert metadata['duration_seconds'] >= 0
+    assert metadata['cluster_healthy'] is (not version.startswith('3.6'))  # 3.6 shape has a learner
+    for key, value in metadata.items():
+        assert result[key] == value
+    assert result['dest'] == str(dest) and result['metadata_path'] == str(dest) + '.meta.json'
+    assert result['has_trailing_hash'] is True
+
+    saves = [call['argv'] for call in fake.calls('etcdctl') if 'save' in call['argv']]
+    assert saves == [['--endpoints=%s' % leader_endpoint, '--cacert=%s' % node['tls']['cacert'],
+                      '--cert=%s' % node['tls']['cert'], '--key=%s' % node['tls']['key'],
+                      'snapshot', 'save', str(dest) + '.part']]
+    assert not any('insecure' in arg for call in fake.calls() for arg in call['argv'])
+    if version == '3.5.1':
+        assert len(module_exits) == 1 and 'data-inconsistency' in module_exits[0]
+    else:
+        assert module_exits == []
+
+
+@pytest.mark.parametrize('version', fakes.CAPTURED_VERSIONS)
+def test_check_real_again_again_in_check(node, monkeypatch, version):
+    fake = fakes.FakeEtcd(node['tmp'], monkeypatch, version)
+    args = snapshot_args(node, fake)
+
+    ok, result = run(args, check_mode=True)
+    assert ok and result['changed'] is True
+    assert result['endpoint'] == fakes.expected_leader(version)[0]
+    assert listing(node['backups']) == []
+    assert not [call for call in fake.calls() if 'save' in call['argv']]
+
+    ok, first = run(args)
+    assert ok and first['changed'] is True
+    before = open(str(node['backups'] / 'etcd.db.meta.json')).read()
+
+    ok, again = run(args)
+    assert ok and again['changed'] is False
+    assert again['sha256'] == first['sha256'] and again['revision'] == first['revision']
+
+    ok, again_check = run(args, check_mode=True)
+    assert ok and again_check['changed'] is False
+    assert len([call for call in fake.calls() if 'save' in call['argv']]) == 1
+    assert listing(node['backups']) == ['etcd.db', 'etcd.db.meta.json']
+    assert open(str(node['backups'] / 'etcd.db.meta.json')).read() == before
+
+
+def test_existing_dest_without_metadata_is_refused(node, monkeypatch):
+    fake = fakes.FakeEtcd(node['tmp'], monkeypatch, '3.5.30')
+    node['backups'].mkdir()
+    (node['backups'] / 'etcd.db').write_bytes(b'someone else')
+    ok, result = run(snapshot_args(node, fake))
+    assert not ok
+    assert 'already exists' in result['msg'] and 'force: true' in result['msg'] and 'no metadata file' in result['msg']
+    assert listing(node['backups']) == ['etcd.db']
+    assert (node['backups'] / 'etcd.db').read_bytes() == b'someone else'
+    assert fake.calls() == []
+
+
+def test_existing_dest_with_mismatching_metadata_is_refused(node, monkeypatch):
+    fake = fakes.FakeEtcd(node['tmp'], monkeypatch, '3.5.30')
+    args = snapshot_args(node, fake)
+    assert run(args)[0]
+    with open(str(node['backups'] / 'etcd.db'), 'r+b') as handle:
+        handle.seek(100)
+        handle.write(b'X')
+    ok, result = run(args)
+    assert not ok and 'its SHA-256' in result['msg']
+
+
+def test_force_moves_old_files_aside_and_deletes_nothing(node, monkeypatch):
+    fake = fakes.FakeEtcd(node['tmp'], monkeypatch, '3.5.30')
+    node['backups'].mkdir()
+    (node['backups'] / 'etcd.db').write_bytes(b'old snapshot')
+    (node['backups'] / 'etcd.db.meta.json').write_text('{"old": true}')
+
+    ok, result = run(snapshot_args(node, fake, force=True), check_mode=True)
+    assert ok and result['changed'] is True and len(result['moved_aside']) == 2
+    assert listing(node['backups']) == ['etcd.db', 'etcd.db.meta.json']
+
+    ok, result = run(snapshot_args(node, fake, force=True))
+    assert ok and result['changed'] is True
+    moved_db, moved_meta = result['moved_aside']
+    suffix = moved_db.rsplit('.', 1)[1]
+    assert moved_db == str(node['backups'] / 'etcd.db') + '.' + suffix
+    assert moved_meta == str(node['backups'] / 'etcd.db.meta.json') + '.' + suffix
+    assert open(moved_db, 'rb').read() == b'old snapshot'
+    assert open(moved_meta).read() == '{"old": true}'
+    assert len(listing(node['backups'])) == 4
+
+
+@pytest.mark.parametrize('version', fakes.CAPTURED_VERSIONS)
+def test_member_name_selects_that_member(node, monkeypatch, version):
+    fake = fakes.FakeEtcd(node['tmp'], monkeypatch, version)
+    members = json.loads(fakes.read(version, 'member_list.stdout'))['members']
+    _leader_endpoint, leader_id = fakes.expected_leader(version)
+    follower = [member for member in members if member['ID'] != leader_id][0]
+    ok, result = run(snapshot_args(node, fake, member_name=follower['name']))
+    assert ok
+    assert result['member_name'] == follower['name']
+    assert result['endpoint'] == follower['clientURLs'][0]
+
+
+def test_unknown_member_name_lists_members(node, monkeypatch):
+    fake = fakes.FakeEtcd(node['tmp'], monkeypatch, '3.5.30')
+    ok, result = run(snapshot_args(node, fake, member_name='cp9'))
+    assert not ok
+    assert result['msg'] == 'No etcd member named cp9 (members: m1, m2, m3); check member_name.'
+    assert listing(node['backups']) == []
+
+
+def test_explicit_endpoint(node, monkeypatch):
+    fake = fakes.FakeEtcd(node['tmp'], monkeypatch, '3.5.16')
+    ok, result = run(snapshot_args(node, fake, endpoint='http://127.0.0.1:24602'))
+    assert ok and result['endpoint'] == 'http://127.0.0.1:24602' and result['member_name'] == 'm2'
+
+
+def test_endpoint_and_member_name_are_mutually_exclusive(node, monkeypatch):
+    fake = fakes.FakeEtcd(node['tmp'], monkeypatch, '3.5.30')
+    ok, result = run(snapshot_args(node, fake, endpoint='https://a:2379', member_name='m1'))
+    assert not ok and 'mutually exclusive' in result['msg']
+
+
+def test_dest_ending_in_part_is_refused(node, monkeypatch):
+    fake = fakes.FakeEtcd(node['tmp'], monkeypatch, '3.5.30')
+    ok, result = run(snapshot_args(node, fake, dest=str(node['backups'] / 'x.part')))
+    assert not ok and 'ends with .part' in result['msg']
+
+
+def test_leftover_part_file_is_reported_and_kept(node, monkeypatch):
+    fake = fakes.FakeEtcd(node['tmp'], monkeypatch, '3.5.30')
+    node['backups'].mkdir()
+    (node['backups'] / 'etcd.db.part').write_bytes(b'partial')
+    ok, result = run(snapshot_args(node, fake))
+    assert not ok and 'did not finish' in result['msg']
+    assert listing(node['backups']) == ['etcd.db.part']
+
+
+@pytest.mark.parametrize('scenario, message', [
+    ('save_enospc', 'Free space on the filesystem'),
+    ('save_no_trailer', 'no valid trailing SHA-256'),
+    ('status_fails', 'Error: invalid database'),
+])
+def test_failed_snapshot_leaves_no_part_file(node, monkeypatch, scenario, message):
+    fake = fakes.FakeEtcd(node['tmp'], monkeypatch, '3.5.30')
+    fake.scenario(scenario)
+    ok, result = run(snapshot_args(node, fake))
+    assert not ok and message in result['msg'], result['msg']
+    assert listing(node['backups']) == []
+
+
+def test_timeout_kills_etcdctl_and_leaves_no_part_file(node, monkeypatch):
+    fake = fakes.FakeEtcd(node['tmp'], monkeypatch, '3.5.30')
+    fake.scenario('save_hangs')
+    ok, result = run(snapshot_args(node, fake, command_timeout=2))
+    assert not ok and 'did not finish within 2 seconds' in result['msg']
+    assert listing(node['backups']) == []
+
+
+def test_failed_force_run_keeps_the_old_snapshot_in_place(node, monkeypatch):
+    fake = fakes.FakeEtcd(node['tmp'], monkeypatch, '3.5.30')
+    node['backups'].mkdir()
+    (node['backups'] / 'etcd.db').write_bytes(b'old snapshot')
+    fake.scenario('save_enospc')
+    ok, _result = run(snapshot_args(node, fake, force=True))
+    assert not ok
+    assert listing(node['backups']) == ['etcd.db']
+    assert (node['backups'] / 'etcd.db').read_bytes() == b'old snapshot'
+
+
+def test_cluster_unreachable_names_endpoints_and_fix(node, monkeypatch):
+    fake = fakes.FakeEtcd(node['tmp'], monkeypatch, '3.5.30')
+    fake.scenario('member_list_fails')
+    ok, result = run(snapshot_args(node, fake))
+    assert not ok
+    assert result['msg'].startswith('Listing etcd members at https://seed:2379 failed on ')
+    assert 'context deadline exceeded' in result['msg'] and 'cacert/cert/key' in result['msg']
+    assert listing(node['backups']) == []
+
+
+@pytest.mark.parametrize('version', fakes.CAPTURED_VERSIONS)
+def test_member_down_snapshot_still_taken_and_problem_reported(node, monkeypatch, version):
+    fake = fakes.FakeEtcd(node['tmp'], monkeypatch, version)
+    fake.scenario('one_down')
+    ok, result = run(snapshot_args(node, fake))
+    assert ok
+    assert result['cluster_healthy'] is False
+    assert result['problems'][0].startswith('member m3 is unreachable')
+    assert result['endpoint'] == fakes.expected_leader(version, 'endpoint_status_one_down.stdout')[0]
+
+
+def test_missing_certificate_fails_before_touching_disk(node, monkeypatch):
+    fake = fakes.FakeEtcd(node['tmp'], monkeypatch, '3.5.30')
+    os.unlink(node['tls']['cert'])
+    ok, result = run(snapshot_args(node, fake))
+    assert not ok
+    assert 'cert file %s does not exist' % node['tls']['cert'] in result['msg']
+    assert listing(node['backups']) == []
+
+
+def test_no_status_tool_fails_before_snapshot(node, monkeypatch):
+    fake = fakes.FakeEtcd(node['tmp'], monkeypatch, '3.6-upstream', tools=['etcdctl'])
+    ok, result = run(snapshot_args(node, fake))
+    assert not ok and 'No tool to read snapshot files' in result['msg']
+    assert not [call for call in fake.calls() if 'save' in call['argv']]
+
+
+def test_without_metadata_second_run_needs_force(node, monkeypatch):
+    fake = fakes.FakeEtcd(node['tmp'], monkeypatch, '3.5.30')
+    ok, result = run(snapshot_args(node, fake, write_metadata=False))
+    assert ok and result['changed'] is True
+    assert listing(node['backups']) == ['etcd.db']
+    ok, result = run(snapshot_args(node, fake, write_metadata=False))
+    assert not ok and 'no metadata file' in result['msg']
