@@ -10,7 +10,9 @@ VENV ?= $(REPO)/.venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 COLLECTIONS := $(REPO)/build/collections
-SANITY_ROOT := $(REPO)/build/sanity/ansible_collections/kubeops/etcd
+# Outside the repository: inside it, git would report the copy as ignored and ansible-test would skip it.
+SANITY_BASE := $(or $(TMPDIR),/tmp)/kubeops-etcd-sanity
+SANITY_ROOT := $(SANITY_BASE)/ansible_collections/kubeops/etcd
 PYVER := $(shell python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export PATH := $(BIN):$(PATH)
@@ -42,7 +44,7 @@ sanity-bootstrap: install
 # ansible-test must run from ansible_collections/<ns>/<name>: sanity checks a copy of the
 # files git would ship (tracked plus untracked-but-not-ignored).
 sanity: sanity-bootstrap
-	rm -rf $(REPO)/build/sanity
+	rm -rf $(SANITY_BASE)
 	mkdir -p $(SANITY_ROOT)
 	git ls-files -z --cached --others --exclude-standard | \
 	  while IFS= read -r -d '' f; do [ -e "$$f" ] && printf '%s\0' "$$f"; done | \
