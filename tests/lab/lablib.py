@@ -408,13 +408,14 @@ class Lab:
                 "authkeys": os.path.join(d, "ssh", "authorized_keys"),
                 "path": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"})
             node_cfg = {"node": h, "hostname": h, "ip": ip, "lab_dir": d, "cache": self.cache, "python": python,
+                        "run_dir": run,
                         "standins": STANDINS, "manifests_dir": "/etc/kubernetes/manifests",
                         "kubelet_pidfile": n["kubelet_pidfile"], "kubelet_log": n["kubelet_log"],
                         "etcdctl_image": n["etcdctl"]}
             _write(os.path.join(root, "var/lib/kubelet-standin/node.json"), json.dumps(node_cfg, indent=2))
             binds = [[os.path.join(root, "etc/kubernetes"), "/etc/kubernetes"],
                      [os.path.join(root, "var/lib"), "/var/lib"], [bindir, NODE_BIN_MOUNT]]
-            init_cfg = dict(node_cfg, run_dir=run, binds=binds, init_pidfile=n["init_pidfile"],
+            init_cfg = dict(node_cfg, binds=binds, init_pidfile=n["init_pidfile"],
                             sshd_config=os.path.join(run, "sshd_config"), sshd_log=n["sshd_log"],
                             kubelet_config="/var/lib/kubelet-standin/node.json")
             _write(os.path.join(run, "init.json"), json.dumps(init_cfg, indent=2))
@@ -422,6 +423,9 @@ class Lab:
     def _start_nodes(self, st):
         # mount points for the node-private trees
         for p in ("/etc/kubernetes", NODE_BIN_MOUNT, "/run/sshd"):
+            if p == "/etc/kubernetes" and os.path.isdir(p) and not os.listdir(p) and not self._other_labs():
+                # an empty mount point left behind by an older lab: adopt it
+                open(os.path.join(p, MOUNTPOINT_MARKER), "w").close()
             if not os.path.isdir(p):
                 os.makedirs(p, 0o755)
                 # marker on the host side of the mount point: any lab's `down` may remove it later
@@ -461,8 +465,8 @@ class Lab:
             except Exception as e:
                 err = e
             time.sleep(0.2)
-        raise LabError("etcd on %s not healthy after %ds (%s); see `labctl exec %s -- crictl logs ...`"
-                       % (n["host"], timeout, err, n["host"]))
+        raise LabError("etcd on %s not healthy after %ds (%s); its last log lines:\n%s"
+                       % (n["host"], timeout, err, self._container_log_tail(n, "etcd")))
 
     def _form_cluster(self, st, log):
         """kubeadm's order: first member alone, then `member add` (learner + promote on 3.5+) before each join."""
@@ -518,7 +522,7 @@ class Lab:
                     raise
                 time.sleep(0.3)
 
-    def _wait_apiservers(self, st, timeout=60):
+    def _wait_apiservers(self, st, timeout=90):
         import ssl
         import http.client
         ctx = ssl.create_default_context(cafile=st["k8s_ca"])
@@ -534,8 +538,20 @@ class Lab:
                 except Exception:
                     pass
                 if time.time() > deadline:
-                    raise LabError("kube-apiserver on %s not ready after %ds" % (n["host"], timeout))
+                    raise LabError("kube-apiserver on %s not ready after %ds; its last log lines:\n%s"
+                                   % (n["host"], timeout, self._container_log_tail(n, "kube-apiserver")))
                 time.sleep(0.2)
+
+    @staticmethod
+    def _container_log_tail(n, name, lines=15):
+        try:
+            with open(n["kubelet_state"]) as f:
+                cs = [c for c in json.load(f)["containers"].values() if c["name"] == name]
+            c = max(cs, key=lambda c: c["created"])
+            with open(n["root"] + c["log_path"], errors="replace") as f:
+                return "".join(f.readlines()[-lines:])
+        except (OSError, ValueError, KeyError):
+            return "(no log)"
 
     def _wait_ssh(self, st, timeout=15):
         deadline = time.time() + timeout
@@ -614,6 +630,28 @@ class Lab:
                 break
         if pids:
             log("warning: processes still alive: %s" % sorted(pids))
+        # mount points a container had to create on the node (see podrun.py)
+        for n in (st or {}).get("nodes", []):
+            try:
+                with open(n["kubelet_state"]) as f:
+                    ks = json.load(f)
+            except (OSError, ValueError, KeyError):
+                continue
+            for c in ks.get("containers", {}).values():
+                try:
+                    with open(c.get("mount_points_created") or "/nonexistent") as f:
+                        made = json.load(f)
+                except (OSError, ValueError):
+                    continue
+                for p in reversed(made):
+                    try:
+                        if not p.startswith(tuple(PRIVATE_DIRS)):
+                            if os.path.isdir(p) and not os.path.islink(p):
+                                os.rmdir(p)
+                            elif os.path.isfile(p) and os.path.getsize(p) == 0:
+                                os.unlink(p)
+                    except OSError:
+                        pass
         # host mounts below the lab dir (none are made on the host, but be thorough)
         with open("/proc/self/mounts") as f:
             mps = [line.split()[1] for line in f]

@@ -26,6 +26,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -237,7 +238,9 @@ class Kubelet:
                "KUBEOPS_LAB_CONTAINER": cid, "KUBEOPS_LAB_CACHE": self.cfg["cache"],
                "KUBEOPS_LAB_ETCDCTL": self.cfg.get("etcdctl_image", "")}
         env.update(ct["env"])
-        spec = {"mounts": ct["mounts"], "argv": ct["argv"] or ["/bin/false"], "created_file": c["mount_points_created"]}
+        c["scratch"] = os.path.join(self.cfg["run_dir"], "containers", cid) if self.cfg.get("run_dir") else None
+        spec = {"mounts": ct["mounts"], "argv": ct["argv"] or ["/bin/false"],
+                "created_file": c["mount_points_created"], "scratch": c["scratch"]}
         with open(logf, "ab") as out:
             p = subprocess.Popen([self.cfg["python"], os.path.join(self.cfg["standins"], "podrun.py"), json.dumps(spec)],
                                  stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
@@ -254,6 +257,8 @@ class Kubelet:
         self.cleanup_mount_points(c)
 
     def cleanup_mount_points(self, c):
+        if c.get("scratch"):
+            shutil.rmtree(c["scratch"], ignore_errors=True)
         f = c.get("mount_points_created")
         if not f or not os.path.exists(f):
             return

@@ -58,6 +58,23 @@ def prepare_host_path(m):
         fail("error mounting %s: no such file or directory" % p)
 
 
+def submounts(path):
+    """Mount points strictly below path in this mount namespace."""
+    out = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            mp = line.split()[4].replace("\\040", " ")
+            if mp != path and mp.startswith(path.rstrip("/") + "/"):
+                out.append(mp)
+    return out
+
+
+def nearest_existing(p):
+    while not os.path.lexists(p):
+        p = os.path.dirname(p)
+    return p
+
+
 def main():
     spec = json.loads(sys.argv[1])
     for m in spec["mounts"]:
@@ -65,26 +82,49 @@ def main():
     if libc.unshare(CLONE_NEWNS) != 0:
         fail("unshare(CLONE_NEWNS): %s" % os.strerror(ctypes.get_errno()))
     _mount(None, "/", MS_REC | MS_PRIVATE)
+    # resolve every source (in the new namespace) before anything is mounted over its parents
+    fds = [os.open(m["host_path"], os.O_PATH) for m in spec["mounts"]]
     created = []
-    for m in spec["mounts"]:
-        src, dst = m["host_path"], m["mount_path"]
-        isdir = stat.S_ISDIR(os.stat(src).st_mode)
-        if not os.path.lexists(dst):
-            # A container runtime creates missing mount points inside the image rootfs.
-            # The lab has no image rootfs: create it on the node and note it, so the
-            # kubelet stand-in removes it again when the container is gone.
-            if isdir:
-                os.makedirs(dst, 0o755)
-            else:
-                os.makedirs(os.path.dirname(dst), 0o755, exist_ok=True)
-                open(dst, "a").close()
+    overlaid = set()
+    isdirs = [stat.S_ISDIR(os.fstat(fd).st_mode) for fd in fds]
+    # pass 1: missing mount points.  A container runtime creates them in the container's own
+    # rootfs.  The lab has none: put a private overlay (upper dir in the container's scratch
+    # dir) over the nearest existing parent, in this mount namespace only, and create the mount
+    # point there.  When that parent has mounts below it (e.g. "/"), an overlay would hide them:
+    # then the mount point is created on the node and the kubelet stand-in removes it when the
+    # container is gone.
+    for m, isdir in zip(spec["mounts"], isdirs):
+        dst = m["mount_path"]
+        if os.path.lexists(dst):
+            continue
+        anc = nearest_existing(os.path.dirname(dst))
+        scratch = spec.get("scratch")
+        if scratch and anc not in overlaid and anc != "/" and not submounts(anc) \
+                and not any(anc.startswith(o.rstrip("/") + "/") for o in overlaid):
+            up = os.path.join(scratch, "ovl%d" % len(overlaid))
+            os.makedirs(os.path.join(up, "upper"), exist_ok=True)
+            os.makedirs(os.path.join(up, "work"), exist_ok=True)
+            opts = "lowerdir=%s,upperdir=%s/upper,workdir=%s/work" % (anc, up, up)
+            if libc.mount(b"overlay", anc.encode(), b"overlay", 0, opts.encode()) == 0:
+                overlaid.add(anc)
+        if not any(dst.startswith(o.rstrip("/") + "/") for o in overlaid):
             created.append(dst)
+        if isdir:
+            os.makedirs(dst, 0o755)
+        else:
+            os.makedirs(os.path.dirname(dst), 0o755, exist_ok=True)
+            open(dst, "a").close()
+    # pass 2: bind every hostPath (by the fd opened before anything was mounted)
+    for m, fd in zip(spec["mounts"], fds):
+        dst = m["mount_path"]
         try:
-            _mount(src, dst, MS_BIND | MS_REC)
+            _mount("/proc/self/fd/%d" % fd, dst, MS_BIND | MS_REC)
             if m.get("read_only"):
                 _mount(None, dst, MS_REMOUNT | MS_BIND | MS_RDONLY)
         except OSError as e:
             fail(str(e))
+    for fd in fds:
+        os.close(fd)
     if created and spec.get("created_file"):
         with open(spec["created_file"], "w") as f:
             json.dump(created, f)

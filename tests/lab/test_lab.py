@@ -1,0 +1,520 @@
+"""Tests of the lab itself (run as root): `.venv/bin/pytest tests/lab -q`.
+
+They use their own lab dirs under /tmp and ip bases 100/110/120 so they never collide
+with the integration suites' labs (ip base 10, 40, 70, 200+).
+"""
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import http.client
+
+import pytest
+import yaml
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import lablib  # noqa: E402
+
+LABCTL = os.path.join(HERE, "labctl")
+REPO = os.path.dirname(os.path.dirname(HERE))
+REFERENCE = "/work/shared/reference/kubeadm-etcd.yaml"
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")
+
+
+def wait_for(fn, timeout=20.0, interval=0.2, what="condition"):
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError("timed out after %.0fs waiting for %s (last: %r)" % (timeout, what, last))
+
+
+def crictl(lab, node, *args):
+    return lab.exec(node, ["crictl"] + list(args), check=True).stdout
+
+
+def running_ids(lab, node, name):
+    return crictl(lab, node, "ps", "--name", name, "--state", "running", "-q").split()
+
+
+def container(lab, node, cid):
+    with open(lab.state["nodes"][int(node[2:]) - 1]["kubelet_state"]) as f:
+        return json.load(f)["containers"][cid]
+
+
+def ssh(lab, node, cmd):
+    return subprocess.run(lab.ssh_argv(node) + [cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          timeout=30)
+
+
+@pytest.fixture(scope="module")
+def lab():
+    the_lab = lablib.Lab("/tmp/kubeops-labtest-100")
+    the_lab.down()
+    t0 = time.time()
+    the_lab.up(nodes=3, ip_base=100)
+    the_lab.up_seconds = time.time() - t0
+    yield the_lab
+    the_lab.down()
+
+
+SLEEPER = """apiVersion: v1
+kind: Pod
+metadata:
+  name: sleeper
+  namespace: kube-system
+spec:
+  containers:
+  - command:
+    - sh
+    - -c
+    - echo started %(tag)s; ls /srv/kubeops-lab-data; exec sleep 1000
+    image: registry.example/busybox:1
+    name: sleeper
+    volumeMounts:
+    - mountPath: /srv/kubeops-lab-data
+      name: data
+  hostNetwork: true
+  volumes:
+  - hostPath:
+      path: %(path)s
+      type: DirectoryOrCreate
+    name: data
+"""
+
+
+# ---- shape ---------------------------------------------------------------------------------------
+def test_up_is_fast_and_state_complete(lab):
+    assert lab.up_seconds < 30
+    st = lab.state
+    assert st["phase"] == "up"
+    for key in ("inventory", "ssh_key", "ca", "client_cert", "client_key"):
+        assert os.path.exists(st[key]), key
+    for i, n in enumerate(st["nodes"]):
+        assert n["host"] == n["hostname"] == n["member_name"] == "cp%d" % (i + 1)
+        assert n["ip"] == "127.0.0.%d" % (101 + i)
+        assert n["client_url"] == "https://%s:2379" % n["ip"]
+        assert n["peer_url"] == "https://%s:2380" % n["ip"]
+        assert n["etcd_version"] == lablib.DEFAULT_VERSION
+        assert n["data_dir_host_path"] == "/var/lib/etcd"
+        assert n["has_tools"] is True
+        assert os.path.isdir(os.path.join(n["root"], "etc/kubernetes/manifests"))
+
+
+def test_manifest_matches_kubeadm_shape(lab):
+    with open(REFERENCE) as f:
+        ref = yaml.safe_load(f)
+    for i, n in enumerate(lab.state["nodes"]):
+        path = lab.node_path(n["host"], "/etc/kubernetes/manifests/etcd.yaml")
+        assert os.stat(path).st_mode & 0o777 == 0o600
+        with open(path) as f:
+            m = yaml.safe_load(f)
+        ip = n["ip"]
+        # same keys everywhere except the flags the lab must differ in
+        assert set(m) == set(ref) and set(m["spec"]) == set(ref["spec"])
+        c, rc = m["spec"]["containers"][0], ref["spec"]["containers"][0]
+        assert set(c) == set(rc)
+        flags = dict(a.split("=", 1) for a in c["command"][1:])
+        rflags = dict(a.split("=", 1) for a in rc["command"][1:])
+        extra = {"--initial-cluster-state"} if i else set()
+        assert set(flags) == set(rflags) | extra
+        names = [a.split("=", 1)[0] for a in c["command"][1:]]
+        assert names == sorted(names)  # kubeadm sorts flags by name
+        assert flags["--name"] == n["member_name"]
+        assert flags["--listen-client-urls"] == "https://%s:2379" % ip
+        assert flags["--listen-metrics-urls"] == "http://%s:2381" % ip
+        expected_ic = ",".join("%s=%s" % (x["member_name"], x["peer_url"]) for x in lab.state["nodes"][:i + 1])
+        assert flags["--initial-cluster"] == expected_ic
+        if i:
+            assert flags["--initial-cluster-state"] == "existing"
+        for k in ("--cert-file", "--key-file", "--trusted-ca-file", "--peer-cert-file", "--data-dir",
+                  "--snapshot-count", "--client-cert-auth"):
+            assert flags[k] == rflags[k]
+        assert c["image"] == "registry.k8s.io/etcd:%s-0" % n["etcd_version"]
+        assert c["livenessProbe"]["httpGet"]["host"] == ip
+        assert c["volumeMounts"] == rc["volumeMounts"]
+        assert m["spec"]["volumes"] == ref["spec"]["volumes"]
+        assert m["metadata"]["annotations"]["kubeadm.kubernetes.io/etcd.advertise-client-urls"] == n["client_url"]
+        api = yaml.safe_load(open(lab.node_path(n["host"], "/etc/kubernetes/manifests/kube-apiserver.yaml")))
+        aflags = dict(a.split("=", 1) for a in api["spec"]["containers"][0]["command"][1:])
+        assert aflags["--etcd-servers"] == n["client_url"]
+        assert aflags["--advertise-address"] == ip
+
+
+def test_pki(lab):
+    n = lab.state["nodes"][1]
+    pki = lab.node_path("cp2", "/etc/kubernetes/pki")
+    for base in ("etcd/ca", "etcd/server", "etcd/peer", "etcd/healthcheck-client", "apiserver-etcd-client",
+                 "ca", "apiserver"):
+        assert os.path.exists(os.path.join(pki, base + ".crt")), base
+        assert os.stat(os.path.join(pki, base + ".key")).st_mode & 0o777 == 0o600, base
+    text = subprocess.run(["openssl", "x509", "-noout", "-text", "-in", os.path.join(pki, "etcd/server.crt")],
+                          stdout=subprocess.PIPE, text=True, check=True).stdout
+    for san in ("DNS:cp2", "DNS:localhost", "IP Address:%s" % n["ip"], "IP Address:127.0.0.1"):
+        assert san in text
+    hc = subprocess.run(["openssl", "x509", "-noout", "-text", "-in",
+                         os.path.join(pki, "etcd/healthcheck-client.crt")], stdout=subprocess.PIPE, text=True).stdout
+    assert "TLS Web Client Authentication" in hc and "Server Authentication" not in hc
+    # the node's healthcheck-client cert talks to etcd
+    p = subprocess.run([n["etcdctl"], "--endpoints=" + n["client_url"], "--cacert=" + pki + "/etcd/ca.crt",
+                        "--cert=" + pki + "/etcd/healthcheck-client.crt",
+                        "--key=" + pki + "/etcd/healthcheck-client.key", "endpoint", "health"],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert p.returncode == 0, p.stdout
+
+
+def test_cluster_members_and_etcdctl_cli(lab):
+    out = subprocess.run([LABCTL, "--dir", lab.dir, "etcdctl", "--", "endpoint", "status", "--cluster", "-w", "json"],
+                         stdout=subprocess.PIPE, text=True, check=True).stdout
+    status = json.loads(out)
+    assert len(status) == 3
+    leaders = {s["Status"]["leader"] for s in status}
+    assert len(leaders) == 1
+    members = json.loads(lab.etcdctl("member", "list", "-w", "json").stdout)["members"]
+    assert sorted(m["name"] for m in members) == ["cp1", "cp2", "cp3"]
+    assert not any(m.get("isLearner") for m in members)
+
+
+# ---- nodes -------------------------------------------------------------------------------------
+def test_ssh_sees_node_files_and_tools(lab):
+    for n in lab.state["nodes"]:
+        p = ssh(lab, n["host"], "hostname; grep -- --name= /etc/kubernetes/manifests/etcd.yaml; "
+                                "command -v etcdctl etcdutl crictl systemctl; ls /var/lib")
+        assert p.returncode == 0, p.stderr
+        lines = p.stdout.split()
+        assert lines[0] == n["hostname"]
+        assert "--name=%s" % n["member_name"] in lines
+        assert "/usr/local/sbin/etcdctl" in lines and "/usr/local/sbin/crictl" in lines
+        assert "/usr/local/sbin/systemctl" in lines and "/usr/local/sbin/etcdutl" in lines
+        assert "kubelet-standin" in lines
+    assert not os.path.exists("/etc/kubernetes/manifests")  # host's own view stays untouched
+    ver = ssh(lab, "cp3", "etcdctl version").stdout
+    assert "etcdctl version: %s" % lablib.DEFAULT_VERSION in ver
+
+
+def test_ansible_ping(lab):
+    ansible = os.path.join(REPO, ".venv", "bin", "ansible")
+    if not os.path.exists(ansible):
+        ansible = shutil.which("ansible")
+    if not ansible:
+        pytest.skip("ansible not installed")
+    p = subprocess.run([ansible, "-i", lab.inventory, "kube_control_plane", "-m", "ansible.builtin.ping"],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
+    assert p.returncode == 0, p.stdout
+    assert p.stdout.count("SUCCESS") == 3
+
+
+def test_exec_and_node_path(lab):
+    p = lab.exec("cp2", ["sh", "-c", "hostname; cat /etc/kubernetes/marker-test 2>/dev/null || true"])
+    assert p.stdout.split()[0] == "cp2"
+    with open(lab.node_path("cp2", "/etc/kubernetes/marker-test"), "w") as f:
+        f.write("hello-cp2\n")
+    try:
+        assert "hello-cp2" in lab.exec("cp2", ["cat", "/etc/kubernetes/marker-test"]).stdout
+        assert lab.exec("cp1", ["cat", "/etc/kubernetes/marker-test"]).returncode != 0
+    finally:
+        os.unlink(lab.node_path("cp2", "/etc/kubernetes/marker-test"))
+    assert lab.node_path("cp1", "/tmp/x") == "/tmp/x"
+
+
+# ---- kubelet / crictl ---------------------------------------------------------------------------
+def test_crictl_answers(lab):
+    out = crictl(lab, "cp1", "ps")
+    assert re.match(r"CONTAINER\s+IMAGE\s+CREATED\s+STATE\s+NAME\s+ATTEMPT\s+POD ID\s+POD", out)
+    assert "etcd-cp1" in out and "Running" in out
+    ids = crictl(lab, "cp1", "ps", "-q").split()
+    assert len(ids) == 4 and all(re.fullmatch(r"[0-9a-f]{64}", i) for i in ids)
+    assert len(running_ids(lab, "cp1", "^etcd$")) == 1
+    assert len(running_ids(lab, "cp1", "kube-")) == 3
+    assert running_ids(lab, "cp1", "^kube-apiserver$") != running_ids(lab, "cp1", "^etcd$")
+    js = json.loads(crictl(lab, "cp1", "ps", "-o", "json", "--name", "^etcd$"))
+    assert js["containers"][0]["state"] == "CONTAINER_RUNNING"
+    assert js["containers"][0]["labels"]["io.kubernetes.pod.name"] == "etcd-cp1"
+    eid = running_ids(lab, "cp1", "^etcd$")[0]
+    logs = crictl(lab, "cp1", "logs", "--tail", "5", eid[:8])
+    assert 0 < len(logs.splitlines()) <= 5
+    assert "etcd-cp1" in crictl(lab, "cp1", "pods")
+
+
+def test_manifest_out_and_back_stops_and_restarts_etcd(lab):
+    mdir = lab.node_path("cp3", "/etc/kubernetes/manifests")
+    held = lab.node_path("cp3", "/etc/kubernetes/held")
+    os.makedirs(held, exist_ok=True)
+    old = running_ids(lab, "cp3", "^etcd$")
+    os.rename(os.path.join(mdir, "etcd.yaml"), os.path.join(held, "etcd.yaml"))
+    t0 = time.time()
+    wait_for(lambda: not running_ids(lab, "cp3", "^etcd$"), 15, what="etcd on cp3 to stop")
+    stopped = time.time() - t0
+    assert stopped < 5
+    assert lab.etcdctl("endpoint", "health", node="cp3", check=False).returncode != 0
+    exited = crictl(lab, "cp3", "ps", "-a", "--state", "exited", "--name", "^etcd$", "-q").split()
+    assert old[0] in exited
+    os.rename(os.path.join(held, "etcd.yaml"), os.path.join(mdir, "etcd.yaml"))
+    wait_for(lambda: lab.etcdctl("endpoint", "health", node="cp3", check=False).returncode == 0, 30,
+             what="etcd on cp3 healthy again")
+    new = running_ids(lab, "cp3", "^etcd$")
+    assert new and new != old
+    os.rmdir(held)
+
+
+def test_dotfiles_ignored_extra_files_become_pods_and_changes_recreate(lab):
+    mdir = lab.node_path("cp2", "/etc/kubernetes/manifests")
+    hidden = os.path.join(mdir, ".sleeper.yaml")
+    with open(hidden, "w") as f:
+        f.write(SLEEPER % {"tag": "hidden", "path": "/var/lib/sleeper-a"})
+    time.sleep(1.5)
+    assert not running_ids(lab, "cp2", "^sleeper$")
+    extra = os.path.join(mdir, "sleeper.yaml.bak")   # not a dot file: the kubelet runs it
+    os.rename(hidden, extra)
+    first = wait_for(lambda: running_ids(lab, "cp2", "^sleeper$"), 10, what="sleeper pod")
+    c = container(lab, "cp2", first[0])
+    assert c["pod_name"] == "sleeper-cp2"
+    assert os.path.isdir(lab.node_path("cp2", "/var/lib/sleeper-a"))   # DirectoryOrCreate
+    assert os.stat(lab.node_path("cp2", "/var/lib/sleeper-a")).st_mode & 0o777 == 0o755
+    # content change => pod recreated, new container
+    with open(extra + ".tmp", "w") as f:
+        f.write(SLEEPER % {"tag": "second", "path": "/var/lib/sleeper-a"})
+    os.rename(extra + ".tmp", extra)
+    second = wait_for(lambda: [i for i in running_ids(lab, "cp2", "^sleeper$") if i != first[0]], 15,
+                      what="recreated sleeper")
+    assert container(lab, "cp2", second[0])["pod_id"] != c["pod_id"]
+    wait_for(lambda: "started second" in crictl(lab, "cp2", "logs", second[0]), 5, what="log line")
+    os.unlink(extra)
+    wait_for(lambda: not running_ids(lab, "cp2", "^sleeper$"), 15, what="sleeper stop")
+
+
+def test_hostpath_change_is_honoured(lab):
+    mdir = lab.node_path("cp2", "/etc/kubernetes/manifests")
+    b = lab.node_path("cp2", "/var/lib/sleeper-b")
+    os.makedirs(b, exist_ok=True)
+    open(os.path.join(b, "only-in-b"), "w").close()
+    path = os.path.join(mdir, "sleeper.yaml")
+    with open(path, "w") as f:
+        f.write(SLEEPER % {"tag": "a", "path": "/var/lib/sleeper-a"})
+    cid = wait_for(lambda: running_ids(lab, "cp2", "^sleeper$"), 10, what="sleeper")[0]
+    time.sleep(0.5)
+    assert "only-in-b" not in crictl(lab, "cp2", "logs", cid)
+    with open(path, "w") as f:
+        f.write(SLEEPER % {"tag": "b", "path": "/var/lib/sleeper-b"})
+    cid2 = wait_for(lambda: [i for i in running_ids(lab, "cp2", "^sleeper$") if i != cid], 15, what="new sleeper")[0]
+    wait_for(lambda: "only-in-b" in crictl(lab, "cp2", "logs", cid2), 5, what="container sees sleeper-b")
+    # the mount point exists only inside the container (private overlay), not on the node/host
+    assert not os.path.exists("/srv/kubeops-lab-data")
+    os.unlink(path)
+    wait_for(lambda: not running_ids(lab, "cp2", "^sleeper$"), 15, what="sleeper stop")
+    shutil.rmtree(b)
+    shutil.rmtree(lab.node_path("cp2", "/var/lib/sleeper-a"))
+
+
+def test_etcd_data_hostpath_move(lab):
+    """Point etcd-data of cp2 at a copy of its data dir: etcd runs from the new dir."""
+    mdir = lab.node_path("cp2", "/etc/kubernetes/manifests")
+    held = lab.node_path("cp2", "/etc/kubernetes/held")
+    os.makedirs(held, exist_ok=True)
+    os.rename(os.path.join(mdir, "etcd.yaml"), os.path.join(held, "etcd.yaml"))
+    wait_for(lambda: not running_ids(lab, "cp2", "^etcd$"), 15, what="etcd stop")
+    assert lab.exec("cp2", ["cp", "-a", "/var/lib/etcd", "/var/lib/etcd-moved"]).returncode == 0
+    with open(os.path.join(held, "etcd.yaml")) as f:
+        text = f.read()
+    text = text.replace("path: /var/lib/etcd\n", "path: /var/lib/etcd-moved\n")
+    with open(os.path.join(held, "etcd.yaml"), "w") as f:
+        f.write(text)
+    os.rename(os.path.join(held, "etcd.yaml"), os.path.join(mdir, "etcd.yaml"))
+    cid = wait_for(lambda: running_ids(lab, "cp2", "^etcd$"), 15, what="etcd start")[0]
+    wait_for(lambda: lab.etcdctl("endpoint", "health", node="cp2", check=False).returncode == 0, 30,
+             what="etcd healthy")
+    pid = container(lab, "cp2", cid)["pid"]
+    with open("/proc/%d/mountinfo" % pid) as f:
+        mi = [line.split() for line in f]
+    # mountinfo field 4 = root of the mount within its filesystem, field 5 = mount point
+    assert any(m[4] == "/var/lib/etcd" and m[3].endswith("/var/lib/etcd-moved") for m in mi), mi[-5:]
+    lab.etcdctl("put", "/registry/lab-test/moved", "yes")
+    assert lab.etcdctl("get", "/registry/lab-test/moved", "--print-value-only", node="cp2").stdout.strip() == "yes"
+    os.rmdir(held)
+
+
+def test_crashed_container_restarts_with_backoff(lab):
+    cid = running_ids(lab, "cp1", "^kube-scheduler$")[0]
+    c = container(lab, "cp1", cid)
+    os.kill(c["pid"], signal.SIGKILL)
+    new = wait_for(lambda: [i for i in running_ids(lab, "cp1", "^kube-scheduler$") if i != cid], 10,
+                   what="restarted scheduler")
+    n = container(lab, "cp1", new[0])
+    assert n["attempt"] == c["attempt"] + 1 and n["pod_id"] == c["pod_id"]
+    insp = json.loads(crictl(lab, "cp1", "inspect", cid))
+    assert insp["status"]["state"] == "CONTAINER_EXITED" and insp["status"]["exitCode"] == 137
+    # second crash: back-off doubles (1 s, then 2 s)
+    os.kill(n["pid"], signal.SIGKILL)
+    t0 = time.time()
+    wait_for(lambda: [i for i in running_ids(lab, "cp1", "^kube-scheduler$") if i != new[0]], 15,
+             what="second restart")
+    assert time.time() - t0 >= 1.5
+
+
+def test_kubelet_restart_keeps_containers(lab):
+    before = sorted(crictl(lab, "cp1", "ps", "-q").split())
+    p = ssh(lab, "cp1", "systemctl restart kubelet && systemctl is-active kubelet")
+    assert p.returncode == 0 and p.stdout.strip() == "active", p.stderr
+    time.sleep(1.5)
+    assert sorted(crictl(lab, "cp1", "ps", "-q").split()) == before
+    p = ssh(lab, "cp1", "systemctl stop kubelet; systemctl is-active kubelet")
+    assert p.stdout.strip() == "inactive" and p.returncode == 3
+    assert sorted(crictl(lab, "cp1", "ps", "-q").split()) == before  # containers keep running
+    assert ssh(lab, "cp1", "systemctl start kubelet").returncode == 0
+    assert ssh(lab, "cp1", "systemctl is-active kubelet").stdout.strip() == "active"
+
+
+def _readyz(n, ca):
+    ctx = ssl.create_default_context(cafile=ca)
+    ctx.check_hostname = False
+    try:
+        c = http.client.HTTPSConnection(n["ip"], 6443, context=ctx, timeout=3)
+        c.request("GET", "/readyz")
+        r = c.getresponse()
+        return r.status, r.read().decode()
+    except OSError as e:
+        return None, str(e)
+
+
+def test_apiserver_follows_etcd(lab):
+    n = lab.state["nodes"][0]
+    assert _readyz(n, lab.state["k8s_ca"]) == (200, "ok")
+    keys = lab.etcdctl("get", "/registry/", "--prefix", "--keys-only").stdout.split()
+    assert "/registry/masterleases/%s" % n["ip"] in keys
+    assert any(k.startswith("/registry/leases/kube-system/apiserver-") for k in keys)
+    assert "/registry/leases/kube-system/kube-scheduler" in keys
+    assert "/registry/leases/kube-system/kube-controller-manager" in keys
+    mdir = lab.node_path("cp1", "/etc/kubernetes/manifests")
+    held = lab.node_path("cp1", "/etc/kubernetes/held")
+    os.makedirs(held, exist_ok=True)
+    os.rename(os.path.join(mdir, "etcd.yaml"), os.path.join(held, "etcd.yaml"))
+    wait_for(lambda: _readyz(n, lab.state["k8s_ca"])[0] == 500, 20, what="readyz 500 without etcd")
+    # a fresh API server cannot start without etcd: it crash-loops
+    aid = running_ids(lab, "cp1", "^kube-apiserver$")[0]
+    os.kill(container(lab, "cp1", aid)["pid"], signal.SIGKILL)
+    wait_for(lambda: crictl(lab, "cp1", "ps", "-a", "--name", "^kube-apiserver$", "--state", "exited", "-q")
+             .split().__len__() >= 2, 20, what="apiserver crash loop")
+    os.rename(os.path.join(held, "etcd.yaml"), os.path.join(mdir, "etcd.yaml"))
+    wait_for(lambda: _readyz(n, lab.state["k8s_ca"]) == (200, "ok"), 40, what="apiserver ready again")
+    os.rmdir(held)
+
+
+def test_load(lab):
+    r = lab.load(3000, 512)
+    assert r["keys"] == 3000 and r["seconds"] < 20
+    out = lab.etcdctl("get", "/registry/", "--prefix", "--keys-only").stdout.split()
+    for kind in ("namespaces", "configmaps", "secrets", "deployments"):
+        assert any(k.startswith("/registry/%s/" % kind) for k in out), kind
+    p = subprocess.run([LABCTL, "--dir", lab.dir, "load", "--keys", "200", "--value-bytes", "100"],
+                       stdout=subprocess.PIPE, text=True, check=True)
+    assert json.loads(p.stdout.splitlines()[-1])["keys"] == 200
+
+
+def test_status_cli(lab):
+    p = subprocess.run([LABCTL, "--dir", lab.dir, "status", "--json"], stdout=subprocess.PIPE, text=True)
+    assert p.returncode == 0
+    s = json.loads(p.stdout)
+    assert all(n["etcd_healthy"] and n["kubelet"] and n["sshd"] for n in s["nodes"])
+    p = subprocess.run([LABCTL, "--dir", lab.dir, "inventory"], stdout=subprocess.PIPE, text=True, check=True)
+    assert p.stdout.strip() == lab.inventory
+
+
+def _lab_traces(lab_dir, ips):
+    marker = ("KUBEOPS_LAB=" + lab_dir).encode()
+    procs = []
+    for e in os.listdir("/proc"):
+        if e.isdigit():
+            try:
+                with open("/proc/%s/environ" % e, "rb") as f:
+                    if marker in f.read().split(b"\0"):
+                        procs.append(int(e))
+            except OSError:
+                pass
+    with open("/proc/self/mountinfo") as f:
+        mounts = [line for line in f if lab_dir in line]
+    listening = subprocess.run(["ss", "-ltnH"], stdout=subprocess.PIPE, text=True).stdout.split()
+    busy = [a for a in listening if a.rsplit(":", 1)[0] in ips]
+    return procs, mounts, busy
+
+
+def test_down_leaves_nothing(lab):
+    ips = [n["ip"] for n in lab.state["nodes"]]
+    # an SSH session left running on a node is cleaned up too
+    subprocess.Popen(lab.ssh_argv("cp2") + ["sleep 300"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                     start_new_session=True)
+    time.sleep(1)
+    p = subprocess.run([LABCTL, "--dir", lab.dir, "down"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert p.returncode == 0, p.stderr
+    assert not os.path.exists(lab.dir)
+    procs, mounts, busy = _lab_traces(lab.dir, ips)
+    assert procs == [] and mounts == [] and busy == []
+    # idempotent
+    p = subprocess.run([LABCTL, "--dir", lab.dir, "down"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert p.returncode == 0
+
+
+# ---- options: another lab -----------------------------------------------------------------------
+@pytest.mark.parametrize("version", ["3.4.23"])
+def test_options_lab(version):
+    lab = lablib.Lab("/tmp/kubeops-labtest-110")
+    lab.down()
+    try:
+        lab.up(nodes=2, etcd_version=version, ip_base=110, member_names="etcd-a,etcd-b",
+               data_dir="/var/lib/etcd-data", no_tools="cp2", client_port=12379, peer_port=12380, ssh_port=2222)
+        st = lab.state
+        assert [n["member_name"] for n in st["nodes"]] == ["etcd-a", "etcd-b"]
+        members = json.loads(lab.etcdctl("member", "list", "-w", "json").stdout)["members"]
+        assert sorted(m["name"] for m in members) == ["etcd-a", "etcd-b"]
+        assert all(":12380" in m["peerURLs"][0] for m in members)
+        m = yaml.safe_load(open(lab.node_path("cp2", "/etc/kubernetes/manifests/etcd.yaml")))
+        flags = m["spec"]["containers"][0]["command"]
+        assert "--name=etcd-b" in flags and "--data-dir=/var/lib/etcd" in flags
+        assert m["spec"]["containers"][0]["image"] == "registry.k8s.io/etcd:%s-0" % version
+        vols = {v["name"]: v["hostPath"]["path"] for v in m["spec"]["volumes"]}
+        assert vols["etcd-data"] == "/var/lib/etcd-data"
+        assert os.path.exists(lab.node_path("cp2", "/var/lib/etcd-data/member"))
+        # inventory says nothing about member names; ssh port honoured; no tools on cp2
+        inv = open(lab.inventory).read()
+        assert "etcd-a" not in inv and "ansible_port=2222" in inv
+        assert ssh(lab, "cp1", "command -v etcdctl").returncode == 0
+        p = ssh(lab, "cp2", "hostname; command -v etcdctl || echo none; command -v etcdutl || echo none; "
+                            "command -v crictl")
+        assert p.stdout.split() == ["cp2", "none", "none", "/usr/local/sbin/crictl"], p.stdout
+        assert st["nodes"][0]["etcdutl"] is None  # 3.4 has no etcdutl
+        assert running_ids(lab, "cp2", "^etcd$")
+    finally:
+        lab.down()
+    assert not os.path.exists(lab.dir)
+
+
+def test_version_skew_lab():
+    lab = lablib.Lab("/tmp/kubeops-labtest-120")
+    lab.down()
+    try:
+        lab.up(nodes=2, etcd_versions="3.5.16,3.5.30", ip_base=120)
+        out = json.loads(lab.etcdctl("endpoint", "status", "-w", "json").stdout)
+        assert sorted(s["Status"]["version"] for s in out) == ["3.5.16", "3.5.30"]
+        assert "3.5.16" in ssh(lab, "cp1", "etcdctl version").stdout
+        assert "3.5.30" in ssh(lab, "cp2", "etcdctl version").stdout
+    finally:
+        lab.down()
+
+
+def test_not_root_is_a_clear_error(tmp_path):
+    if not shutil.which("setpriv"):
+        pytest.skip("setpriv missing")
+    p = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, LABCTL,
+                        "--dir", str(tmp_path / "x"), "up"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       text=True)
+    assert p.returncode != 0 and "root" in p.stderr
