@@ -132,7 +132,8 @@ class CA:
         try:
             csr = subprocess.run(["openssl", "req", "-new", "-key", key, "-subj", subj], check=True,
                                  stdout=subprocess.PIPE).stdout
-            subprocess.run(["openssl", "x509", "-req", "-CA", self.crt, "-CAkey", self.key, "-CAcreateserial",
+            subprocess.run(["openssl", "x509", "-req", "-CA", self.crt, "-CAkey", self.key,
+                            "-set_serial", str(int.from_bytes(os.urandom(8), "big") >> 1),
                             "-days", str(DAYS), "-extfile", cnf, "-extensions", "ext", "-out", crt],
                            input=csr, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         finally:
