@@ -421,13 +421,17 @@ class Lab:
             _write(os.path.join(run, "init.json"), json.dumps(init_cfg, indent=2))
 
     def _start_nodes(self, st):
+        with _HostLock():
+            self._start_nodes_locked(st)
+
+    def _start_nodes_locked(self, st):
         # mount points for the node-private trees
         for p in ("/etc/kubernetes", NODE_BIN_MOUNT, "/run/sshd"):
             if p == "/etc/kubernetes" and os.path.isdir(p) and not os.listdir(p) and not self._other_labs():
                 # an empty mount point left behind by an older lab: adopt it
                 open(os.path.join(p, MOUNTPOINT_MARKER), "w").close()
             if not os.path.isdir(p):
-                os.makedirs(p, 0o755)
+                os.makedirs(p, 0o755, exist_ok=True)
                 # marker on the host side of the mount point: any lab's `down` may remove it later
                 open(os.path.join(p, MOUNTPOINT_MARKER), "w").close()
                 st["created_host_dirs"].append(p)
@@ -658,14 +662,15 @@ class Lab:
         for mp in sorted((m for m in mps if m == self.dir or m.startswith(self.dir + "/")), reverse=True):
             subprocess.run(["umount", "-l", mp], stderr=subprocess.DEVNULL)
         # host mount points made by a lab (this one or an earlier one): remove when no lab runs any more
-        if not self._other_labs():
-            for p in ("/run/sshd", NODE_BIN_MOUNT, "/etc/kubernetes"):
-                try:
-                    if os.listdir(p) == [MOUNTPOINT_MARKER]:
-                        os.unlink(os.path.join(p, MOUNTPOINT_MARKER))
-                        os.rmdir(p)
-                except OSError:
-                    pass
+        with _HostLock():
+            if not self._other_labs():
+                for p in ("/run/sshd", NODE_BIN_MOUNT, "/etc/kubernetes"):
+                    try:
+                        if os.listdir(p) == [MOUNTPOINT_MARKER]:
+                            os.unlink(os.path.join(p, MOUNTPOINT_MARKER))
+                            os.rmdir(p)
+                    except OSError:
+                        pass
         if os.path.isdir(self.dir):
             shutil.rmtree(self.dir, ignore_errors=True)
         self._state = None
@@ -770,6 +775,20 @@ class Lab:
             raise LabError("load failed: %s" % errors[0])
         return {"keys": keys, "value_bytes": value_bytes, "bytes": keys * value_bytes,
                 "seconds": round(time.time() - t0, 2)}
+
+
+class _HostLock:
+    """Serialises creating host mount points + starting nodes against removing them (flock on
+    the lab's code dir: shared by every lab of this checkout, leaves no file behind)."""
+
+    def __enter__(self):
+        import fcntl
+        self.fd = os.open(HERE, os.O_RDONLY)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        os.close(self.fd)
 
 
 def _has_yaml(python):
