@@ -1,0 +1,54 @@
+"""One control plane: restore, then a failure after etcd is back up on the restored data rolls it
+back to the data it had before (the test hook etcd_restore_fail_after_step=start_etcd)."""
+
+import pytest
+
+import pbhelpers as h
+
+pytestmark = pytest.mark.parametrize(
+    "lab", [pytest.param({"nodes": 1, "etcd_version": "3.5.30", "ip_base": 60}, id="1-node")], indirect=True)
+
+PREFIX = "/kubeops-pb1/"
+
+
+@pytest.fixture(scope="module")
+def snapshot(lab, run_playbook, tmp_path_factory):
+    lab.etcdctl("put", PREFIX + "in-snapshot", "yes")
+    return h.backup(run_playbook, lab, str(tmp_path_factory.mktemp("backups")))["snapshot"]
+
+
+def test_single_node_restore(lab, run_playbook, snapshot):
+    keys_at_backup = h.keys(lab, with_values=True)
+    lab.etcdctl("put", PREFIX + "after-backup", "must-vanish")
+    old_cluster = h.cluster_id(lab)
+
+    run = h.restore(run_playbook, lab, snapshot)
+    assert run.rc == 0, run
+
+    assert h.keys(lab, with_values=True) == keys_at_backup
+    assert h.cluster_id(lab) != old_cluster
+    member = h.custom_stat(run, "etcd_restore")["members"][0]
+    assert h.manifest_data_dir(lab, "cp1") == member["new_data_dir"]
+    assert h.readyz(lab, "cp1") == (200, "ok")
+
+
+def test_single_node_rollback_after_etcd_started_on_the_restored_data(lab, run_playbook, snapshot):
+    lab.etcdctl("put", PREFIX + "written-before-the-failed-restore", "must-survive")
+    keys_before = h.keys(lab, with_values=True)
+    cluster_before = h.cluster_id(lab)
+    manifests_before = {name: h.read_node_file(lab, "cp1", "/etc/kubernetes/manifests/" + name) for name in h.MANIFESTS}
+
+    run = h.restore(run_playbook, lab, snapshot, etcd_restore_fail_after_step="start_etcd")
+
+    assert run.rc != 0, run
+    # etcd really ran on the restored data before the failure.
+    assert run.result("Wait until every restored member is healthy, with one leader and the planned member list", "cp1")
+    message = run.result("Fail the restore now that every control plane is back on its previous data", "cp1")["msg"]
+    assert "on cp1 at step start_etcd" in message and "ROLLED BACK" in message, message
+    assert h.cluster_id(lab) == cluster_before
+    assert h.keys(lab, with_values=True) == keys_before
+    for name in h.MANIFESTS:
+        assert h.read_node_file(lab, "cp1", "/etc/kubernetes/manifests/" + name) == manifests_before[name], name
+    assert h.listdir(lab, "cp1", h.HOLDING_DIR) == []
+    assert h.readyz(lab, "cp1") == (200, "ok")
+    assert [d for d in h.listdir(lab, "cp1", "/var/lib") if ".failed-" in d]
