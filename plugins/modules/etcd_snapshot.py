@@ -35,7 +35,7 @@ author:
 options:
   dest:
     description:
-      - Where to write the snapshot on the managed node. Must not end with C(.part).
+      - Where to write the snapshot on the managed node (an absolute path). Must not end with C(.part).
     type: path
     required: true
   endpoint:
@@ -216,7 +216,9 @@ has_trailing_hash:
   type: bool
   sample: true
 moved_aside:
-  description: Where earlier files went when O(force=true) replaced them (would go, in check mode).
+  description:
+    - Where earlier files went when O(force=true) replaced them (would go, in check mode).
+    - Also lists a metadata file left without its snapshot, which is moved aside rather than overwritten.
   returned: success
   type: list
   elements: str
@@ -364,6 +366,8 @@ def run_module(module, result):
     part = dest + '.part'
     result.update(dest=dest, metadata_path=metadata_path, moved_aside=[], problems=[])
 
+    if not os.path.isabs(dest):
+        raise EtcdModuleError('dest %s is not an absolute path; give the full path of the snapshot file.' % dest)
     if dest.endswith('.part'):
         raise EtcdModuleError('dest %s ends with .part, the suffix of unfinished snapshots; choose another name.' % dest)
     if os.path.isdir(dest):
@@ -382,6 +386,9 @@ def run_module(module, result):
                 'aside (nothing is deleted) and take a new one, or choose another dest.' % (dest, node_name(), reason),
                 dest=dest)
         to_move_aside = [path for path in (dest, metadata_path) if os.path.exists(path)]
+    elif os.path.exists(metadata_path):
+        # Metadata whose snapshot is gone describes nothing; keep it, but out of the way.
+        to_move_aside = [metadata_path]
     for leftover in (part, part + '.part'):
         if os.path.lexists(leftover):
             raise EtcdModuleError(

@@ -340,3 +340,20 @@ def test_without_metadata_second_run_needs_force(node, monkeypatch):
     assert listing(node['backups']) == ['etcd.db']
     ok, result = run(snapshot_args(node, fake, write_metadata=False))
     assert not ok and 'no metadata file' in result['msg']
+
+
+def test_relative_dest_is_refused(node, monkeypatch):
+    fake = fakes.FakeEtcd(node['tmp'], monkeypatch, '3.5.30')
+    ok, result = run(snapshot_args(node, fake, dest='etcd.db'))
+    assert not ok and 'is not an absolute path' in result['msg']
+
+
+def test_orphan_metadata_is_moved_aside_not_overwritten(node, monkeypatch):
+    fake = fakes.FakeEtcd(node['tmp'], monkeypatch, '3.5.30')
+    node['backups'].mkdir()
+    (node['backups'] / 'etcd.db.meta.json').write_text('{"orphan": true}')
+    ok, result = run(snapshot_args(node, fake))
+    assert ok and result['changed'] is True
+    assert len(result['moved_aside']) == 1
+    assert open(result['moved_aside'][0]).read() == '{"orphan": true}'
+    assert json.load(open(str(node['backups'] / 'etcd.db.meta.json')))['sha256'] == result['sha256']
