@@ -6,11 +6,8 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-import hashlib
 import importlib.util
-import json
 import os
-import stat
 import sys
 
 import pytest

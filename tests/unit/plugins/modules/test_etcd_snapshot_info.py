@@ -10,7 +10,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import stat
 import sys
 
 import pytest
