@@ -1,0 +1,90 @@
+"""Restores that must be refused in preflight, and --check: each changes nothing at all (manifests byte
+for byte, the same containers running, no new directory, etcd data unchanged). The lab's cp2 has no
+etcd tools (no_tools); the tests that need them on cp2 point etcd_restore_etcdutl_path at a copy."""
+
+import os
+import shutil
+
+import pytest
+
+import pbhelpers as h
+
+pytestmark = pytest.mark.parametrize(
+    "lab", [pytest.param({"nodes": 3, "etcd_version": "3.5.30", "ip_base": 70, "no_tools": "cp2"},
+                         id="3-nodes-cp2-without-tools")], indirect=True)
+
+
+@pytest.fixture(scope="module")
+def snapshot(lab, run_playbook, tmp_path_factory):
+    # cp2 cannot take a snapshot without etcdctl: take it from cp1.
+    return h.backup(run_playbook, lab, str(tmp_path_factory.mktemp("backups")), etcd_backup_member="cp1")["snapshot"]
+
+
+@pytest.fixture
+def tools_on_cp2(lab, tmp_path):
+    """etcdutl for cp2 through etcd_restore_etcdutl_path, as an operator would set it."""
+    return h.write_inventory_overlay(str(tmp_path / "overlay.yml"),
+                                     {"cp2": {"etcd_restore_etcdutl_path": lab.node("cp1")["etcdutl"]}})
+
+
+def failure_messages(run):
+    return [r["result"].get("msg", "") for r in run.failed()]
+
+
+def refused(run_playbook, lab, snapshot, extra_args=None, **extra_vars):
+    before, keys_before = h.node_state(lab), h.keys(lab, with_values=True)
+    run = h.restore(run_playbook, lab, snapshot, extra_args=extra_args, **extra_vars)
+    assert run.rc != 0, run
+    assert not run.task_results("Stop etcd on every control plane"), run
+    assert h.node_state(lab) == before
+    assert h.keys(lab, with_values=True) == keys_before
+    return " | ".join(failure_messages(run))
+
+
+def test_missing_snapshot_is_refused(lab, run_playbook, snapshot, tmp_path):
+    message = refused(run_playbook, lab, str(tmp_path / "no-such-backup.db"))
+    assert "no-such-backup.db does not exist on the ops box" in message, message
+
+
+def test_snapshot_not_matching_its_metadata_is_refused(lab, run_playbook, snapshot, tmp_path):
+    copy = str(tmp_path / os.path.basename(snapshot))
+    shutil.copy(snapshot, copy)
+    shutil.copy(snapshot + ".meta.json", copy + ".meta.json")
+    with open(copy, "r+b") as handle:
+        handle.seek(os.path.getsize(copy) // 2)
+        byte = handle.read(1)
+        handle.seek(-1, os.SEEK_CUR)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    message = refused(run_playbook, lab, copy)
+    assert "is corrupt or not the file its metadata describes" in message, message
+
+
+def test_missing_restore_tool_on_one_node_is_refused(lab, run_playbook, snapshot):
+    message = refused(run_playbook, lab, snapshot)
+    assert "cp2: no etcd restore tool" in message, message
+    assert "etcd_restore_etcdutl_path" in message
+    assert "cp1:" not in message and "cp3:" not in message
+
+
+def test_not_enough_disk_space_is_refused(lab, run_playbook, snapshot, tools_on_cp2):
+    message = refused(run_playbook, lab, snapshot, extra_args=tools_on_cp2,
+                      etcd_restore_disk_margin_bytes=2 ** 62)
+    for host in h.hosts(lab):
+        assert host + ": only " in message, message
+    assert "etcd_restore_disk_margin_bytes" in message
+
+
+def test_check_mode_prints_the_plan_and_changes_nothing(lab, run_playbook, snapshot, tools_on_cp2):
+    before, keys_before = h.node_state(lab), h.keys(lab, with_values=True)
+    run = h.restore(run_playbook, lab, snapshot, check=True, extra_args=tools_on_cp2)
+    assert run.rc == 0, run
+    plan = run.result("Show the restore plan", "cp1")["msg"]
+    assert "CHECK MODE" in plan[0]
+    text = "\n".join(plan)
+    assert "initial cluster cp1=https://127.0.0.71:2380,cp2=https://127.0.0.72:2380,cp3=https://127.0.0.73:2380" in text
+    for host in h.hosts(lab):
+        assert "%s: member %s" % (host, host) in text
+        assert "/var/lib/etcd -> /var/lib/etcd-restored-" in text
+    assert not run.task_results("Copy the snapshot to every control plane")
+    assert h.node_state(lab) == before
+    assert h.keys(lab, with_values=True) == keys_before
