@@ -290,3 +290,19 @@ def test_snapshot_failures_change_nothing_on_disk(lab, run_playbook):
         for text in texts:
             assert text in result["msg"], (name, result["msg"])
     assert tree_state(base_host) == state
+
+
+def test_full_disk_leaves_no_part_file(lab, run_playbook):
+    """A real ENOSPC: a 16 KiB tmpfs mounted in cp1's mount namespace is smaller than any etcd database."""
+    full = "/var/lib/kubeops-it/full"
+    os.makedirs(host_path(lab, full), exist_ok=True)
+    lab.exec("cp1", ["mount", "-t", "tmpfs", "-o", "size=16k,mode=0700", "tmpfs", full], check=True)
+    try:
+        result = run_one(run_playbook, lab, "Snapshot onto a full disk", "etcd_snapshot",
+                         {"dest": full + "/etcd.db"}, expect_ok=False)
+        assert "no space left on device" in result["msg"], result["msg"]
+        assert "Free space on the filesystem of %s" % full in result["msg"]
+        listing = lab.exec("cp1", ["ls", "-A", full], check=True).stdout.split()
+        assert listing == [], listing
+    finally:
+        lab.exec("cp1", ["umount", full], check=True)
