@@ -1,0 +1,194 @@
+"""static_pod on the lab: manifests are held aside and brought back unchanged, the module waits for the kubelet
+(through crictl), refuses ambiguous states before moving anything, and a wait that times out tells the operator
+which pod on which host, with crictl's view and the container's last log lines."""
+
+import os
+import stat
+import time
+
+import pytest
+import yaml
+
+from conftest import ETCD_VERSIONS
+
+MANIFESTS = "/etc/kubernetes/manifests"
+HOLDING = "/etc/kubernetes/kubeops-etcd/held-manifests"
+TASK = "Stop or start static pods"
+ALL_PODS = ["etcd.yaml", "kube-apiserver.yaml", "kube-controller-manager.yaml", "kube-scheduler.yaml"]
+
+
+def labs():
+    return [pytest.param({"nodes": 1, "etcd_version": version, "ip_base": 216 + 4 * index}, id=version)
+            for index, version in enumerate(ETCD_VERSIONS)]
+
+
+def playbook(args):
+    return yaml.safe_dump([{"name": "static_pod", "hosts": "kube_control_plane", "gather_facts": False,
+                            "tasks": [{"name": TASK, "kubeops.etcd.static_pod": args}]}], sort_keys=False)
+
+
+def run_module(run_playbook, lab, args, check=False):
+    run = run_playbook(lab, playbook(args), check=check)
+    return run, run.result(TASK, "cp1")
+
+
+def four_runs(run_playbook, lab, args):
+    results = []
+    for check in (True, False, False, True):
+        run, result = run_module(run_playbook, lab, args, check=check)
+        assert run.rc == 0, run
+        results.append(result)
+    assert [r["changed"] for r in results] == [True, True, False, False], results
+    return results
+
+
+def running(lab, name):
+    return lab.exec("cp1", ["crictl", "ps", "--name", "^%s$" % name, "--state", "running", "-q"]).stdout.split()
+
+
+def listing(lab, directory):
+    path = lab.node_path("cp1", directory)
+    return sorted(os.listdir(path)) if os.path.isdir(path) else []
+
+
+def read(path):
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
+def write_atomically(path, document):
+    """Through a dot file and a rename, so the kubelet never reads a half-written manifest."""
+    temp = os.path.join(os.path.dirname(path), "." + os.path.basename(path) + ".tmp")
+    with open(temp, "w") as handle:
+        yaml.safe_dump(document, handle)
+    os.rename(temp, path)
+
+
+def wait_until(predicate, what, timeout=60):
+    deadline = time.time() + timeout
+    while not predicate():
+        assert time.time() < deadline, "timed out waiting until " + what
+        time.sleep(0.5)
+
+
+@pytest.mark.parametrize("lab", labs(), indirect=True)
+def test_stop_and_start_the_control_plane(lab, run_playbook):
+    names = ["kube-apiserver", "etcd"]
+    contents = dict((name, read(lab.node_path("cp1", "%s/%s.yaml" % (MANIFESTS, name)))) for name in names)
+    before = dict((name, running(lab, name)) for name in names)
+    assert all(before.values())
+
+    stopped = four_runs(run_playbook, lab, {"names": names, "state": "stopped", "timeout": 60})
+    real = stopped[1]
+    assert [(p["name"], p["state"], p["changed"]) for p in real["pods"]] == [
+        ("kube-apiserver", "stopped", True), ("etcd", "stopped", True)]
+    for pod in real["pods"]:
+        assert pod["container_ids"] == before[pod["name"]]
+        assert pod["held_path"] == "%s/%s.yaml" % (HOLDING, pod["name"])
+        assert running(lab, pod["name"]) == []
+    assert listing(lab, MANIFESTS) == ["kube-controller-manager.yaml", "kube-scheduler.yaml"]
+    assert listing(lab, HOLDING) == ["etcd.yaml", "kube-apiserver.yaml"]
+    assert stat.S_IMODE(os.stat(lab.node_path("cp1", HOLDING)).st_mode) == 0o700
+    assert lab.etcdctl("endpoint", "health", check=False, timeout=20).returncode != 0
+
+    started = four_runs(run_playbook, lab, {"names": ["etcd", "kube-apiserver"], "state": "started", "timeout": 90})
+    real = started[1]
+    assert [(p["name"], p["state"], p["changed"]) for p in real["pods"]] == [
+        ("etcd", "started", True), ("kube-apiserver", "started", True)]
+    for pod in real["pods"]:
+        assert pod["container_ids"] and pod["container_ids"] != before[pod["name"]]
+        assert set(pod["container_ids"]) <= set(running(lab, pod["name"]) + pod["container_ids"])
+        # Moved, never rewritten.
+        assert read(lab.node_path("cp1", "%s/%s.yaml" % (MANIFESTS, pod["name"]))) == contents[pod["name"]]
+    assert listing(lab, MANIFESTS) == ALL_PODS
+    assert listing(lab, HOLDING) == []
+    wait_until(lambda: lab.etcdctl("endpoint", "health", check=False, timeout=20).returncode == 0, "etcd is healthy")
+
+
+@pytest.mark.parametrize("lab", labs(), indirect=True)
+def test_ambiguous_or_missing_manifests_are_refused_before_anything_moves(lab, run_playbook):
+    held_copy = lab.node_path("cp1", HOLDING + "/etcd.yaml")
+    os.makedirs(os.path.dirname(held_copy), exist_ok=True)
+    with open(held_copy, "wb") as handle:
+        handle.write(read(lab.node_path("cp1", MANIFESTS + "/etcd.yaml")))
+    try:
+        for state in ("stopped", "started"):
+            run, result = run_module(run_playbook, lab, {"names": ["kube-apiserver", "etcd"], "state": state})
+            assert run.rc != 0
+            assert result["msg"].startswith("Nothing was moved on cp1:")
+            assert "etcd.yaml is both in %s and held in %s" % (MANIFESTS, HOLDING) in result["msg"]
+            assert listing(lab, MANIFESTS) == ALL_PODS
+            assert listing(lab, HOLDING) == ["etcd.yaml"]
+    finally:
+        os.unlink(held_copy)
+
+    run, result = run_module(run_playbook, lab, {"names": ["kube-apiserver", "kube-proxy"], "state": "stopped"})
+    assert run.rc != 0
+    assert "kube-proxy.yaml is neither in %s nor held in %s" % (MANIFESTS, HOLDING) in result["msg"]
+    assert listing(lab, MANIFESTS) == ALL_PODS
+    assert running(lab, "kube-apiserver")
+
+
+STUBBORN = {
+    "apiVersion": "v1", "kind": "Pod",
+    "metadata": {"name": "kubeops-stubborn", "namespace": "kube-system"},
+    "spec": {"hostNetwork": True, "containers": [{
+        "name": "kubeops-stubborn", "image": "docker.io/library/busybox:1.36",
+        # Ignores SIGTERM, so the kubelet needs its 10 s grace period before SIGKILL.
+        "command": ["sh", "-c", 'trap "" TERM; echo kubeops-stubborn-started >&2; while true; do sleep 1; done']}]},
+}
+
+
+@pytest.mark.parametrize("lab", labs(), indirect=True)
+def test_stop_timeout_names_pod_and_host_and_shows_crictl_and_logs(lab, run_playbook):
+    manifest = lab.node_path("cp1", MANIFESTS + "/kubeops-stubborn.yaml")
+    held = lab.node_path("cp1", HOLDING + "/kubeops-stubborn.yaml")
+    write_atomically(manifest, STUBBORN)
+    try:
+        wait_until(lambda: running(lab, "kubeops-stubborn"), "the stubborn pod runs")
+        ids = running(lab, "kubeops-stubborn")
+        time.sleep(1)
+        assert running(lab, "kubeops-stubborn") == ids, "the stubborn pod restarted: %s" % lab.exec(
+            "cp1", ["crictl", "ps", "-a", "--name", "kubeops-stubborn"]).stdout
+        run, result = run_module(run_playbook, lab, {"names": ["kubeops-stubborn"], "state": "stopped", "timeout": 3})
+        assert run.rc != 0, (ids, run, open(lab.state["nodes"][0]["kubelet_log"]).read()[-3000:])
+        msg = result["msg"]
+        assert "Static pod kubeops-stubborn on cp1 did not stop within 3 seconds" in msg
+        assert "Still running: %s" % ids[0] in msg
+        assert "`crictl ps -a --name ^kubeops-stubborn$`" in msg and "Running" in msg
+        assert "last 20 log lines of container %s" % ids[0] in msg
+        assert "kubeops-stubborn-started" in msg
+        assert result["changed"] is True and result["pods"][0]["state"] == "stopped"
+        assert os.path.exists(held) and not os.path.exists(manifest)
+        # The kubelet kills it after its grace period; the module called again sees it gone.
+        run, result = run_module(run_playbook, lab, {"names": ["kubeops-stubborn"], "state": "stopped", "timeout": 30})
+        assert run.rc == 0, run
+        assert result["changed"] is False
+        assert running(lab, "kubeops-stubborn") == []
+    finally:
+        for path in (manifest, held):
+            if os.path.exists(path):
+                os.unlink(path)
+        wait_until(lambda: not running(lab, "kubeops-stubborn"), "the stubborn pod is gone", timeout=30)
+
+
+@pytest.mark.parametrize("lab", labs(), indirect=True)
+def test_start_timeout_for_a_pod_that_never_runs(lab, run_playbook):
+    never = dict(STUBBORN, metadata={"name": "kubeops-never", "namespace": "kube-system"})
+    never["spec"] = {"hostNetwork": True, "containers": [{
+        "name": "kubeops-never", "image": "registry.k8s.io/etcd:9.9.9-0", "command": ["etcd"]}]}
+    held = lab.node_path("cp1", HOLDING + "/kubeops-never.yaml")
+    manifest = lab.node_path("cp1", MANIFESTS + "/kubeops-never.yaml")
+    os.makedirs(os.path.dirname(held), exist_ok=True)
+    write_atomically(held, never)
+    try:
+        run, result = run_module(run_playbook, lab, {"names": ["kubeops-never"], "state": "started", "timeout": 3})
+        assert run.rc != 0
+        assert "Static pod kubeops-never on cp1 did not run within 3 seconds (manifest %s/kubeops-never.yaml)" % MANIFESTS \
+            in result["msg"]
+        assert "`crictl ps -a --name ^kubeops-never$`" in result["msg"]
+        assert os.path.exists(manifest) and not os.path.exists(held)
+    finally:
+        for path in (manifest, held):
+            if os.path.exists(path):
+                os.unlink(path)
