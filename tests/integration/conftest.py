@@ -45,6 +45,10 @@ class PlaybookRun(object):
         self.results = data.get("results", [])
         self.summary = data.get("summary", {})
         self.stats = data.get("custom_stats", {})
+        self.task_seconds = data.get("task_seconds", {})
+
+    def slowest_tasks(self, count=8):
+        return sorted(self.task_seconds.items(), key=lambda item: -item[1])[:count]
 
     def task_results(self, task_name, host=None):
         """Results of every task whose name equals (or ends with) task_name."""

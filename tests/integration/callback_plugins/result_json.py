@@ -22,6 +22,7 @@ options: {}
 
 import json
 import os
+import time
 
 from ansible.plugins.callback import CallbackBase
 
@@ -36,6 +37,14 @@ class CallbackModule(CallbackBase):
         super(CallbackModule, self).__init__()
         self._path = os.environ.get("KUBEOPS_RESULT_JSON")
         self._results = []
+        self._task_started = {}
+
+    def v2_playbook_on_task_start(self, task, is_conditional):
+        # Wall-clock seconds per task across all hosts: the benchmark lists the slowest.
+        self._task_started[task._uuid] = time.time()
+
+    def v2_playbook_on_handler_task_start(self, task):
+        self.v2_playbook_on_task_start(task, False)
 
     def _record(self, status, result):
         self._results.append({
@@ -44,6 +53,7 @@ class CallbackModule(CallbackBase):
             "host": result._host.get_name(),
             "status": status,
             "result": self._clean(result._result),
+            "seconds": round(time.time() - self._task_started.get(result._task._uuid, time.time()), 3),
         })
 
     @staticmethod
@@ -68,8 +78,12 @@ class CallbackModule(CallbackBase):
         summary = {}
         for host in sorted(stats.processed.keys()):
             summary[host] = stats.summarize(host)
+        durations = {}
+        for entry in self._results:
+            durations[entry["task"]] = max(durations.get(entry["task"], 0), entry["seconds"])
         data = {
             "results": self._results,
+            "task_seconds": durations,
             "summary": summary,
             "custom_stats": self._clean(getattr(stats, "custom", {})),
         }
