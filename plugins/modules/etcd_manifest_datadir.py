@@ -41,6 +41,16 @@ options:
         sub-path (the module then changes the mounted parent).
     type: path
     required: true
+  allow_empty:
+    description:
+      - Allow O(data_dir) to be a directory without etcd data (missing, or without C(member/)).
+      - etcd would start there as a new, empty cluster (kubeadm's C(DirectoryOrCreate) volume lets the kubelet create
+        the directory); the API server would then serve no objects and the kubelets would stop their pods. So by default
+        the module refuses; a typing error in O(data_dir) must not wipe a cluster.
+      - In check mode a data directory without etcd data only gives a warning, because an earlier task that would
+        create it (M(kubeops.etcd.etcd_restore)) did not run either.
+    type: bool
+    default: false
   backup:
     description:
       - Keep a copy of the manifest as it was before the change in O(backup_dir)
@@ -178,6 +188,16 @@ def plan(params):
     return manifest, new_text, result
 
 
+def holds_etcd_data(data_dir):
+    return os.path.isdir(os.path.join(data_dir, 'member'))
+
+
+def empty_data_dir_message(data_dir):
+    return ('data_dir %s on %s holds no etcd data (no member/ directory): etcd would start there as a new, empty '
+            'cluster. Check the path (restore into it first with kubeops.etcd.etcd_restore), or set allow_empty=true '
+            'if an empty cluster is what you want.' % (data_dir, node_name()))
+
+
 def apply(module, manifest, new_text, result):
     """Back the manifest up, then replace it atomically with the edited text."""
     path = manifest.path
@@ -204,6 +224,7 @@ def main():
         argument_spec=dict(
             path=dict(type='path', default='/etc/kubernetes/manifests/etcd.yaml'),
             data_dir=dict(type='path', required=True),
+            allow_empty=dict(type='bool', default=False),
             backup=dict(type='bool', default=True),
             backup_dir=dict(type='path', default='/etc/kubernetes/kubeops-etcd/manifest-backups'),
         ),
@@ -211,6 +232,10 @@ def main():
     )
     try:
         manifest, new_text, result = plan(module.params)
+        if result['changed'] and not module.params['allow_empty'] and not holds_etcd_data(result['data_dir']):
+            if not module.check_mode:
+                raise EtcdModuleError(empty_data_dir_message(result['data_dir']), data_dir=result['data_dir'])
+            module.warn(empty_data_dir_message(result['data_dir']))
         if result['changed']:
             if module._diff:
                 result['diff'] = {'before': manifest.text, 'after': new_text,

@@ -92,8 +92,9 @@ options:
     type: path
   force:
     description:
-      - When O(data_dir) holds a restore written by this module with a different snapshot or parameters, rename it to
-        C(<data_dir>.replaced-<timestamp>) and restore again. Without O(force) the module fails in that case.
+      - When O(data_dir) holds a restore written by this module with a different snapshot or parameters (or one whose
+        C(member/snap/db) or C(member/wal) has gone), rename it to C(<data_dir>.replaced-<timestamp>) and restore again.
+        Without O(force) the module fails in that case.
     type: bool
     default: false
   etcdctl_path:
@@ -120,6 +121,10 @@ attributes:
     details: Identified by the marker file in O(data_dir).
 notes:
   - etcd logs a warning about the unknown file C(.kubeops-restore.json) in its data directory; it is harmless.
+  - If the module is killed during a restore (for example by an Ansible timeout), C(<data_dir>.kubeops-tmp-<timestamp>)
+    stays behind; later runs use a new name and never touch it. Remove it by hand.
+  - The module checks that the filesystem of O(data_dir) has room for about the snapshot's size plus 64 MiB
+    (etcd preallocates its first write-ahead log file) before it restores.
 seealso:
   - module: kubeops.etcd.etcd_snapshot
   - module: kubeops.etcd.etcd_manifest_datadir
@@ -238,6 +243,7 @@ MARKER_FORMAT = 1
 IDENTITY_KEYS = ('snapshot_sha256', 'name', 'initial_cluster', 'initial_cluster_token',
                  'initial_advertise_peer_urls', 'bump_revision', 'mark_compacted')
 MIN_BUMP_VERSIONS = 'etcdctl 3.4.27+, etcdctl/etcdutl 3.5.10+ or etcdutl 3.6+'
+WAL_PREALLOCATION = 64 * 2 ** 20
 
 
 def validate_params(params):
@@ -327,6 +333,27 @@ def inspect_target(data_dir):
             'directory. Nothing was changed: choose a new directory, e.g. %s-restore-<timestamp>.'
             % (data_dir, node_name(), ', '.join(sorted(entries)[:5]), data_dir.rstrip('/')), path=data_dir)
     return 'restored', marker
+
+
+def restore_is_intact(data_dir):
+    return all(os.path.exists(os.path.join(data_dir, part)) for part in ('member/snap/db', 'member/wal'))
+
+
+def check_free_space(data_dir, snapshot_size):
+    """The restore needs about the snapshot's size plus etcd's preallocated 64 MiB WAL file."""
+    parent = os.path.dirname(data_dir)
+    try:
+        info = os.statvfs(parent)
+    except OSError as exc:
+        raise EtcdModuleError('Cannot check free space of %s on %s: %s' % (parent, node_name(), exc.strerror or exc),
+                              path=parent)
+    free = info.f_bavail * info.f_frsize
+    needed = int(snapshot_size * 1.1) + WAL_PREALLOCATION
+    if free < needed:
+        raise EtcdModuleError(
+            'Not enough space for the restore in %s on %s: %d MiB free, about %d MiB needed (snapshot plus the WAL). '
+            'Free some space or choose a data_dir on another filesystem.'
+            % (parent, node_name(), free // 2 ** 20, needed // 2 ** 20), free_bytes=free, needed_bytes=needed)
 
 
 def marker_matches(marker, inputs, sha256):
@@ -536,15 +563,22 @@ def main():
         plan['sha256'] = digests['sha256']
         plan['snapshot_status'] = snapshot_status
         if marker is not None:
-            if marker_matches(marker, plan['inputs'], plan['sha256']):
+            intact = restore_is_intact(plan['data_dir'])
+            if intact and marker_matches(marker, plan['inputs'], plan['sha256']):
                 module.exit_json(**result_from_marker(plan, marker, changed=False))
             if not params['force']:
+                if not intact:
+                    raise EtcdModuleError(
+                        'data_dir %s on %s holds a restore marker but no member/snap/db or member/wal: it was changed '
+                        'after the restore. Choose another data_dir or set force=true to move it aside.'
+                        % (plan['data_dir'], node_name()), path=plan['data_dir'])
                 raise EtcdModuleError(
                     'data_dir %s on %s already holds a restore of snapshot %s with different parameters (%s differ); '
                     'choose another data_dir or set force=true to move it aside.'
                     % (plan['data_dir'], node_name(), marker.get('snapshot_sha256'),
                        ', '.join(differences(marker, plan['inputs'], plan['sha256']))),
                     path=plan['data_dir'])
+        check_free_space(plan['data_dir'], digests['size'])
         if module.check_mode:
             bump = plan['inputs']['bump_revision'] or 0
             would_be = {

@@ -66,7 +66,9 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    details: In check mode nothing moves and the module does not wait.
+    details:
+      - In check mode nothing moves and the module does not wait; it still checks every name and that C(crictl) is
+        there when O(wait=true).
   diff_mode:
     support: none
   idempotent:
@@ -130,7 +132,7 @@ pods:
       description:
         - V(started) - IDs of the running containers of that name after the wait.
         - V(stopped) - IDs of the containers that were running just before the manifest moved or during the wait.
-        - Empty when O(wait=false) or in check mode without C(crictl).
+        - Empty when O(wait=false) and C(crictl) is not installed.
       type: list
       elements: str
       sample: [3f1c2a9b8e7d]
@@ -344,7 +346,7 @@ def main():
         crictl_path = find_tool(module, 'crictl', params['crictl_path'])
         if crictl_path:
             crictl = Crictl(Runner(module), crictl_path)
-        elif params['wait'] and not module.check_mode:
+        elif params['wait']:
             raise EtcdModuleError(
                 'crictl not found on %s, so the module cannot tell when the pods have %s. Install crictl (cri-tools) '
                 'or set crictl_path; or set wait=false and check the containers yourself. Nothing was moved.'

@@ -64,7 +64,7 @@ def test_repoint_data_dir_and_back(lab, run_playbook):
     old_dir = lab.state["nodes"][0]["data_dir_host_path"]
     new_dir = "/var/lib/etcd-fresh"
     etcd_before = running_etcd(lab)
-    args = {"data_dir": new_dir}
+    args = {"data_dir": new_dir, "allow_empty": True}
 
     run, checked = run_module(run_playbook, lab, args, check=True, diff=True)
     assert run.rc == 0, run
@@ -141,6 +141,12 @@ def test_refusals_name_the_problem_and_change_nothing(lab, run_playbook):
     assert "mounts volume etcd-data at /var/lib/etcd" in result["msg"]
     assert "spec.volumes has no volume of that name" in result["msg"] and broken_path in result["msg"]
     assert read(broken_host_path) == broken_text
+
+    run, result = run_module(run_playbook, lab, {"data_dir": "/var/lib/etcd-typo"})
+    assert run.rc != 0
+    assert "data_dir /var/lib/etcd-typo on cp1 holds no etcd data" in result["msg"]
+    assert "allow_empty=true" in result["msg"]
+    assert not os.path.exists(lab.node_path("cp1", "/var/lib/etcd-typo"))
 
     run, result = run_module(run_playbook, lab, {"data_dir": "var/lib/etcd-relative"})
     assert run.rc != 0

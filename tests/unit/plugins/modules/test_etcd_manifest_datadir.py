@@ -13,6 +13,7 @@ import stat
 import pytest
 
 from ansible.module_utils import basic
+from ansible.module_utils.common.warnings import get_warning_messages
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.kubeops.etcd.plugins.modules import etcd_manifest_datadir
@@ -30,6 +31,7 @@ class FailJson(Exception):
 
 def _exit_json(self, **kwargs):
     kwargs.setdefault('changed', False)
+    kwargs['warnings'] = list(get_warning_messages())
     raise ExitJson(kwargs)
 
 
@@ -64,11 +66,14 @@ def node(tmp_path):
     path = manifests / 'etcd.yaml'
     shutil.copy(os.path.join(FIXTURES, 'kubeadm-etcd.yaml'), str(path))
     os.chmod(str(path), 0o600)
-    return {'path': str(path), 'manifests': str(manifests), 'backups': str(tmp_path / 'kubeops-etcd' / 'backups')}
+    restored = tmp_path / 'etcd-restore-1'
+    (restored / 'member').mkdir(parents=True)
+    return {'path': str(path), 'manifests': str(manifests), 'backups': str(tmp_path / 'kubeops-etcd' / 'backups'),
+            'restored': str(restored)}
 
 
 def args(node, **more):
-    result = {'path': node['path'], 'data_dir': '/var/lib/etcd-restore-1', 'backup_dir': node['backups']}
+    result = {'path': node['path'], 'data_dir': node['restored'], 'backup_dir': node['backups']}
     result.update(more)
     return result
 
@@ -84,22 +89,23 @@ def test_check_real_again_and_again_in_check(run, node):
     assert checked['changed'] is True
     assert checked['backup_file'] is None
     assert checked['diff']['before'].encode() == original
-    assert '      path: /var/lib/etcd-restore-1\n' in checked['diff']['after']
+    assert '      path: %s\n' % node['restored'] in checked['diff']['after']
     assert read(node['path']) == original
     assert not os.path.exists(node['backups'])
 
     real = run(args(node))
     assert real['changed'] is True
     assert real['previous_data_dir'] == '/var/lib/etcd'
-    assert real['data_dir'] == '/var/lib/etcd-restore-1'
+    assert real['data_dir'] == node['restored']
     assert real['volume_name'] == 'etcd-data'
     assert 'diff' not in real
-    assert read(node['path']) == original.replace(b'      path: /var/lib/etcd\n', b'      path: /var/lib/etcd-restore-1\n')
+    assert read(node['path']) == original.replace(b'      path: /var/lib/etcd\n',
+                                                  ('      path: %s\n' % node['restored']).encode())
 
     again = run(args(node))
     assert again['changed'] is False
     assert again['backup_file'] is None
-    assert again['previous_data_dir'] == '/var/lib/etcd-restore-1'
+    assert again['previous_data_dir'] == node['restored']
 
     again_checked = run(args(node), check=True, diff=True)
     assert again_checked['changed'] is False
@@ -174,3 +180,20 @@ def test_manifest_without_matching_volume_fails_and_is_unchanged(run, node):
 def test_trailing_slash_means_the_same_dir(run, node):
     result = run(args(node, data_dir='/var/lib/etcd/'))
     assert result['changed'] is False
+
+
+def test_data_dir_without_etcd_data_is_refused_unless_allowed(run, node, tmp_path):
+    original = read(node['path'])
+    empty = str(tmp_path / 'etcd-typo')
+    refused = run(args(node, data_dir=empty))
+    assert refused['failed']
+    assert 'holds no etcd data' in refused['msg'] and 'allow_empty=true' in refused['msg'] and empty in refused['msg']
+    assert read(node['path']) == original
+    assert not os.path.exists(node['backups'])
+
+    warned = run(args(node, data_dir=empty), check=True)
+    assert warned['changed'] is True
+    assert any('holds no etcd data' in warning for warning in warned['warnings'])
+
+    allowed = run(args(node, data_dir=empty, allow_empty=True))
+    assert allowed['changed'] is True and allowed['data_dir'] == empty

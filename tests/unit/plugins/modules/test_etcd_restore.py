@@ -340,3 +340,29 @@ def test_etcdctl_34_restores_into_an_existing_empty_dir(run, params, monkeypatch
     result = run(dict(params, etcdctl_path=ETCDCTL_34, etcdutl_path=None))
     assert result['changed'] is True, result
     assert result['tool'] == 'etcdctl' and result['tool_version'] == '3.4.23'
+
+
+def test_restore_whose_data_was_removed_is_not_taken_as_done(run, params):
+    run(params)
+    shutil.rmtree(os.path.join(params['data_dir'], 'member', 'wal'))
+    refused = run(params)
+    assert refused['failed']
+    assert 'holds a restore marker but no member/snap/db or member/wal' in refused['msg']
+    forced = run(dict(params, force=True))
+    assert forced['changed'] is True and forced['moved_aside']
+    assert os.path.isdir(os.path.join(params['data_dir'], 'member', 'wal'))
+
+
+def test_too_little_free_space_fails_before_restoring(run, params, monkeypatch):
+    real_statvfs = os.statvfs
+
+    class Full(object):
+        f_bavail = 10
+        f_frsize = 4096
+
+    monkeypatch.setattr(etcd_restore.os, 'statvfs', lambda path: Full() if path == os.path.dirname(
+        params['data_dir']) else real_statvfs(path))
+    result = run(params)
+    assert result['failed']
+    assert 'Not enough space for the restore in %s' % os.path.dirname(params['data_dir']) in result['msg']
+    assert siblings(params) == []

@@ -212,10 +212,11 @@ def test_start_timeout_reports_the_latest_container_logs(run, node):
 def test_missing_crictl_fails_before_moving_unless_wait_is_false(run, node, monkeypatch):
     monkeypatch.setattr(basic.AnsibleModule, 'get_bin_path', lambda self, *a, **k: None)
     before = listing(node)
-    result = run(['etcd'], 'stopped', crictl_path=None)
-    assert result['failed']
-    assert 'crictl not found' in result['msg'] and 'wait=false' in result['msg']
-    assert listing(node) == before
+    for check in (True, False):
+        result = run(['etcd'], 'stopped', crictl_path=None, check=check)
+        assert result['failed']
+        assert 'crictl not found' in result['msg'] and 'wait=false' in result['msg']
+        assert listing(node) == before
     result = run(['etcd'], 'stopped', crictl_path=None, wait=False)
     assert result['changed'] is True
     assert result['pods'][0]['container_ids'] == []
