@@ -139,3 +139,9 @@ def write_inventory_overlay(path, host_vars):
     with open(path, "w") as handle:
         yaml.safe_dump(data, handle)
     return ["-i", path]
+
+
+def container_pid(lab, host, name):
+    ids = lab.exec(host, ["crictl", "ps", "--name", "^%s$" % name, "--state", "running", "-q"]).stdout.split()
+    assert len(ids) == 1, ids
+    return json.loads(lab.exec(host, ["crictl", "inspect", ids[0]]).stdout)["info"]["pid"]

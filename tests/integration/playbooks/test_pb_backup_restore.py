@@ -126,6 +126,9 @@ def test_restore_failing_on_one_node_rolls_every_node_back(lab, run_playbook, tm
     assert "on cp2 at step restore" in final["msg"], final["msg"]
     assert "no space left on device" in final["msg"]
     assert "ROLLED BACK" in final["msg"]
+    # Lockstep: cp1 and cp3 restored fine, yet no node went on to the next restore task once cp2 failed.
+    assert run.result("Restore each member from the snapshot into its new data directory", "cp1")["changed"] is True
+    assert not run.task_results("Point each held etcd.yaml at its restored data directory")
     # The pods were really stopped before the failure: every node ran the rollback.
     for host in h.hosts(lab):
         stopped = run.result("Stop etcd on every control plane", host)

@@ -2,8 +2,11 @@
 for byte, the same containers running, no new directory, etcd data unchanged). The lab's cp2 has no
 etcd tools (no_tools); the tests that need them on cp2 point etcd_restore_etcdutl_path at a copy."""
 
+import json
 import os
 import shutil
+import signal
+import time
 
 import pytest
 
@@ -88,3 +91,33 @@ def test_check_mode_prints_the_plan_and_changes_nothing(lab, run_playbook, snaps
     assert not run.task_results("Copy the snapshot to every control plane")
     assert h.node_state(lab) == before
     assert h.keys(lab, with_values=True) == keys_before
+
+
+def _wait(predicate, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def test_backup_refuses_an_unhealthy_cluster_unless_forced(lab, run_playbook, tmp_path):
+    # An outage of one member: cp3's etcd process is frozen (SIGSTOP), its pod and manifest stay in place.
+    etcd_pid = h.container_pid(lab, "cp3", "etcd")
+    os.kill(etcd_pid, signal.SIGSTOP)
+    try:
+        dest = str(tmp_path / "refused")
+        run = run_playbook(lab, h.BACKUP_PLAYBOOK, extra_vars={"etcd_backup_dest_dir": dest, "etcd_backup_member": "cp1"})
+        assert run.rc != 0, run
+        assert any("is not healthy" in m and "etcd_backup_force_unhealthy" in m for m in failure_messages(run)), run
+        assert not os.path.exists(dest)
+
+        report = h.backup(run_playbook, lab, str(tmp_path / "forced"), etcd_backup_member="cp1",
+                          etcd_backup_force_unhealthy=True)
+        assert report["cluster_healthy"] is False
+        with open(report["metadata"]) as handle:
+            assert json.load(handle)["cluster_healthy"] is False
+    finally:
+        os.kill(etcd_pid, signal.SIGCONT)
+        assert _wait(lambda: lab.etcdctl("endpoint", "health", check=False).returncode == 0, timeout=90)
