@@ -87,7 +87,8 @@ options:
   owner_from:
     description:
       - Give the restored directory the owner and group of this path (typically the old data directory, for example
-        C(/var/lib/etcd), which is owned by C(kubeadm-etcd) in rootless control planes).
+        C(/var/lib/etcd), which is owned by C(kubeadm-etcd) in rootless control planes), and, where SELinux is enabled,
+        its SELinux context, so the etcd container may use it.
       - When not set, an existing empty O(data_dir) keeps its owner and a new one belongs to the user the module runs as.
     type: path
   force:
@@ -422,11 +423,25 @@ def restore_argv(tools, snapshot, target, params, inputs):
     return argv
 
 
-def chown_tree(path, uid, gid):
-    os.lchown(path, uid, gid)
+def walk_tree(path):
+    yield path
     for root, dirs, files in os.walk(path):
         for name in dirs + files:
-            os.lchown(os.path.join(root, name), uid, gid)
+            yield os.path.join(root, name)
+
+
+def chown_tree(path, uid, gid):
+    for entry in walk_tree(path):
+        os.lchown(entry, uid, gid)
+
+
+def copy_selinux_context(module, source, path):
+    """Give the restored tree the SELinux context of the old data dir (container_var_lib_t under kubeadm)."""
+    if not module.selinux_enabled():
+        return
+    context = module.selinux_context(source)
+    for entry in walk_tree(path):
+        module.set_context_if_different(entry, context, False)
 
 
 def owner_of(path, what):
@@ -488,6 +503,8 @@ def run_restore(module, runner, tools, plan, params):
         atomic_write(module, os.path.join(temp, MARKER_NAME), json.dumps(marker, indent=2, sort_keys=True) + '\n', 0o600)
         if owner is not None:
             chown_tree(temp, owner[0], owner[1])
+        if params['owner_from']:
+            copy_selinux_context(module, params['owner_from'], temp)
         os.chmod(temp, 0o700)
         moved_aside = None
         if plan['target_state'] == 'restored':

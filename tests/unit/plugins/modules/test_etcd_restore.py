@@ -366,3 +366,21 @@ def test_too_little_free_space_fails_before_restoring(run, params, monkeypatch):
     assert result['failed']
     assert 'Not enough space for the restore in %s' % os.path.dirname(params['data_dir']) in result['msg']
     assert siblings(params) == []
+
+
+def test_owner_from_also_gives_its_selinux_context_where_selinux_is_on(run, params, tmp_path, monkeypatch):
+    old = tmp_path / 'old-etcd'
+    old.mkdir()
+    labelled = {}
+    context = ['system_u', 'object_r', 'container_var_lib_t', 's0']
+    monkeypatch.setattr(basic.AnsibleModule, 'selinux_enabled', lambda self: True)
+    monkeypatch.setattr(basic.AnsibleModule, 'selinux_context', lambda self, path: list(context))
+    monkeypatch.setattr(basic.AnsibleModule, 'set_context_if_different',
+                        lambda self, path, ctx, changed, diff=None: labelled.__setitem__(path, ctx) or True)
+    result = run(dict(params, owner_from=str(old)))
+    assert result['changed'] is True
+    # Labelled in the temporary dir, before the rename: every entry of the restored tree, the marker too.
+    temp_root = min(labelled, key=len)
+    assert temp_root.startswith(params['data_dir'] + '.kubeops-tmp-')
+    assert sorted(os.path.relpath(path, temp_root) for path in labelled) == sorted(['.'] + tree(params['data_dir']))
+    assert all(value == context for value in labelled.values())
