@@ -419,6 +419,16 @@ class Lab:
             _write(os.path.join(root, "var/lib/kubelet-standin/node.json"), json.dumps(node_cfg, indent=2))
             binds = [[os.path.join(root, "etc/kubernetes"), "/etc/kubernetes"],
                      [os.path.join(root, "var/lib"), "/var/lib"], [bindir, NODE_BIN_MOUNT]]
+            for real in ("/usr/bin/systemctl", "/bin/systemctl"):
+                # modules that look in /usr/bin before PATH (ansible.builtin.service) get the stand-in too
+                if os.path.isfile(real) and not os.path.islink(real) and \
+                        not any(b[1] == os.path.realpath(real) for b in binds):
+                    binds.append([os.path.join(STANDINS, "systemctl"), os.path.realpath(real)])
+            if os.path.isdir("/run/systemd"):
+                # /run/systemd/system marks "booted with systemd": Ansible's service_mgr fact says
+                # systemd and service/systemd modules drive the systemctl stand-in
+                os.makedirs(os.path.join(run, "run-systemd", "system"), exist_ok=True)
+                binds.append([os.path.join(run, "run-systemd"), "/run/systemd"])
             init_cfg = dict(node_cfg, binds=binds, init_pidfile=n["init_pidfile"],
                             sshd_config=os.path.join(run, "sshd_config"), sshd_log=n["sshd_log"],
                             kubelet_config="/var/lib/kubelet-standin/node.json")

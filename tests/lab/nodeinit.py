@@ -3,7 +3,9 @@
 Inside the fresh mount + UTS namespace it
 - sets the hostname (cp1, ...),
 - bind-mounts the node's private dirs over /etc/kubernetes, /var/lib and /usr/local/sbin
-  (the node's bin dir: etcdctl/etcdutl of its version, crictl, systemctl stand-ins),
+  (the node's bin dir: etcdctl/etcdutl of its version, crictl, systemctl stand-ins), the
+  systemctl stand-in over /usr/bin/systemctl and a /run/systemd with system/ (when the host
+  has them), so Ansible's service_mgr fact says systemd,
 - becomes a child subreaper (orphaned containers are re-parented here and reaped),
 - starts the node's sshd (-D) and the kubelet stand-in,
 - on SIGTERM stops sshd and the kubelet and exits (containers are stopped by `labctl down`).
@@ -28,6 +30,25 @@ def bind(src, dst):
     if libc.mount(src.encode(), dst.encode(), None, MS_BIND | MS_REC, None) != 0:
         e = ctypes.get_errno()
         raise OSError(e, "bind %s on %s: %s" % (src, dst, os.strerror(e)))
+
+
+def record_exit(cfg, pid, status):
+    """A container re-parented here (its kubelet was restarted) ended: leave its exit code
+    where the kubelet stand-in finds it (<run_dir>/exits/<pid>: "<rc> <time>")."""
+    try:
+        with open("/var/lib/kubelet-standin/state.json") as f:
+            st = json.load(f)
+    except (OSError, ValueError):
+        return
+    if not any(c.get("pid") == pid and c.get("state") == "CONTAINER_RUNNING"
+               for c in st.get("containers", {}).values()):
+        return
+    rc = os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode") else status >> 8
+    rc = 128 - rc if rc < 0 else rc
+    d = os.path.join(cfg["run_dir"], "exits")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, str(pid)), "w") as f:
+        f.write("%d %f\n" % (rc, time.time()))
 
 
 def main():
@@ -56,9 +77,11 @@ def main():
     print("node %s up: sshd pid %d" % (cfg["hostname"], sshd.pid))
     while not stop:
         try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
+            pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
-            pid = 0
+            pid, status = 0, 0
+        if pid and pid != sshd.pid:
+            record_exit(cfg, pid, status)
         if pid == sshd.pid:
             print("sshd exited; restarting it")
             time.sleep(1)

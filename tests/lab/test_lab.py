@@ -215,6 +215,40 @@ def test_ansible_ping(lab):
     assert p.stdout.count("SUCCESS") == 3
 
 
+PLAYBOOK = """
+- hosts: kube_control_plane
+  gather_facts: true
+  tasks:
+    - ansible.builtin.assert:
+        that: ansible_hostname == inventory_hostname
+    - ansible.builtin.systemd_service: {name: kubelet, state: restarted}
+    - ansible.builtin.service: {name: kubelet, state: started}
+      register: svc
+    - ansible.builtin.assert: {that: [not svc.changed]}
+    - ansible.builtin.command: crictl ps --name '^etcd$' --state running -q
+      register: ids
+      changed_when: false
+    - ansible.builtin.assert: {that: [ids.stdout_lines | length == 1]}
+    - ansible.builtin.slurp: {src: /etc/kubernetes/manifests/etcd.yaml}
+      register: m
+    - ansible.builtin.assert:
+        that: ("--name=" ~ inventory_hostname) in (m.content | b64decode)
+"""
+
+
+def test_ansible_playbook_service_and_files(lab, tmp_path):
+    pb_bin = os.path.join(REPO, ".venv", "bin", "ansible-playbook")
+    if not os.path.exists(pb_bin):
+        pb_bin = shutil.which("ansible-playbook")
+    if not pb_bin:
+        pytest.skip("ansible not installed")
+    pb = tmp_path / "pb.yml"
+    pb.write_text(PLAYBOOK)
+    p = subprocess.run([pb_bin, "-i", lab.inventory, str(pb)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       text=True, timeout=300)
+    assert p.returncode == 0, p.stdout[-4000:]
+
+
 def test_exec_and_node_path(lab):
     p = lab.exec("cp2", ["sh", "-c", "hostname; cat /etc/kubernetes/marker-test 2>/dev/null || true"])
     assert p.stdout.split()[0] == "cp2"
@@ -289,7 +323,7 @@ def test_dotfiles_ignored_extra_files_become_pods_and_changes_recreate(lab):
     second = wait_for(lambda: [i for i in running_ids(lab, "cp2", "^sleeper$") if i != first[0]], 15,
                       what="recreated sleeper")
     assert container(lab, "cp2", second[0])["pod_id"] != c["pod_id"]
-    wait_for(lambda: "started second" in crictl(lab, "cp2", "logs", second[0]), 5, what="log line")
+    wait_for(lambda: "started second" in crictl(lab, "cp2", "logs", second[0]), 15, what="log line")
     os.unlink(extra)
     wait_for(lambda: not running_ids(lab, "cp2", "^sleeper$"), 15, what="sleeper stop")
 
@@ -308,7 +342,7 @@ def test_hostpath_change_is_honoured(lab):
     with open(path, "w") as f:
         f.write(SLEEPER % {"tag": "b", "path": "/var/lib/sleeper-b"})
     cid2 = wait_for(lambda: [i for i in running_ids(lab, "cp2", "^sleeper$") if i != cid], 15, what="new sleeper")[0]
-    wait_for(lambda: "only-in-b" in crictl(lab, "cp2", "logs", cid2), 5, what="container sees sleeper-b")
+    wait_for(lambda: "only-in-b" in crictl(lab, "cp2", "logs", cid2), 15, what="container sees sleeper-b")
     # the mount point exists only inside the container (private overlay), not on the node/host
     assert not os.path.exists("/srv/kubeops-lab-data")
     os.unlink(path)
@@ -367,7 +401,9 @@ def test_kubelet_restart_keeps_containers(lab):
     p = ssh(lab, "cp1", "systemctl restart kubelet && systemctl is-active kubelet")
     assert p.returncode == 0 and p.stdout.strip() == "active", p.stderr
     time.sleep(1.5)
-    assert sorted(crictl(lab, "cp1", "ps", "-q").split()) == before
+    with open(lab.state["nodes"][0]["kubelet_log"]) as f:
+        klog = "".join(f.readlines()[-15:])
+    assert sorted(crictl(lab, "cp1", "ps", "-q").split()) == before, klog
     p = ssh(lab, "cp1", "systemctl stop kubelet; systemctl is-active kubelet")
     assert p.stdout.strip() == "inactive" and p.returncode == 3
     assert sorted(crictl(lab, "cp1", "ps", "-q").split()) == before  # containers keep running

@@ -64,6 +64,19 @@ def proc_start(pid):
     return int(rest[19])
 
 
+def proc_state(pid, start):
+    """alive | zombie | gone for the process pid that started at `start`."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            data = f.read()
+    except OSError:
+        return "gone"
+    rest = data[data.rindex(")") + 2:].split()
+    if int(rest[19]) != start:
+        return "gone"
+    return "zombie" if rest[0] in ("Z", "X") else "alive"
+
+
 def now_ns():
     return time.time_ns()
 
@@ -198,8 +211,15 @@ class Kubelet:
             c = self.containers.get(cid) if cid else None
             if c and c["state"] == "CONTAINER_RUNNING":
                 rc = self.exit_codes.pop(c["pid"], None)
-                if rc is None and proc_start(c["pid"]) == c["proc_start"]:
-                    continue
+                if rc is None:
+                    st = proc_state(c["pid"], c["proc_start"])
+                    if st == "alive":
+                        continue
+                    # not our child (re-adopted after a kubelet restart): the node's init reaps it
+                    # and records the exit code
+                    rc = self.exit_file(c)
+                    if rc is None and st == "zombie" and t - c.setdefault("dead_seen", t) < 3:
+                        continue
                 self.mark_exited(c, rc)
                 ran = t - c["started"] / 1e9
                 ct["backoff"] = 1.0 if (ct["backoff"] == 0 or ran > 60) else min(ct["backoff"] * 2, BACKOFF_MAX)
@@ -249,6 +269,20 @@ class Kubelet:
         c["proc_start"] = proc_start(p.pid)
         c["state"] = "CONTAINER_RUNNING"
         log("started container %s of %s id=%s pid=%d attempt=%d" % (ct["name"], pod["name"], cid[:13], p.pid, attempt))
+
+    def exit_file(self, c):
+        if not self.cfg.get("run_dir"):
+            return None
+        path = os.path.join(self.cfg["run_dir"], "exits", str(c["pid"]))
+        try:
+            with open(path) as f:
+                rc, when = f.read().split()
+            os.unlink(path)
+            if float(when) >= c["started"] / 1e9 - 1:
+                return int(rc)
+        except (OSError, ValueError):
+            pass
+        return None
 
     def mark_exited(self, c, rc):
         c["state"] = "CONTAINER_EXITED"
