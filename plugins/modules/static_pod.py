@@ -14,7 +14,8 @@ short_description: Stop and start kubelet static pods by holding their manifests
 version_added: 0.1.0
 description:
   - Stops static pods (etcd, kube-apiserver, ...) by moving C(<name>.yaml) out of the kubelet's manifests directory
-    into a holding directory, and starts them again by moving the file back, the way kubeadm itself does during upgrades.
+    into a holding directory, and starts them again by moving the file back. The kubelet stops a static pod whose
+    manifest is gone and starts it when the manifest returns.
   - The files are renamed, never rewritten or deleted. When the two directories are on different filesystems the file
     is copied, flushed to disk and renamed into place, and only then is the source removed.
   - With O(wait=true) the module waits after each move until the container runtime (C(crictl)) shows the pod's
@@ -58,7 +59,7 @@ options:
     type: int
     default: 120
   crictl_path:
-    description: Path of C(crictl); by default it is looked up in E(PATH), C(/usr/local/bin) and C(/usr/bin).
+    description: Path of C(crictl); by default it is looked up in E(PATH), C(/usr/local/bin), C(/usr/bin) and C(/opt/bin).
     type: path
 extends_documentation_fragment:
   - kubeops.etcd.attributes
