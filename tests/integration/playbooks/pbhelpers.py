@@ -145,3 +145,10 @@ def container_pid(lab, host, name):
     ids = lab.exec(host, ["crictl", "ps", "--name", "^%s$" % name, "--state", "running", "-q"]).stdout.split()
     assert len(ids) == 1, ids
     return json.loads(lab.exec(host, ["crictl", "inspect", ids[0]]).stdout)["info"]["pid"]
+
+
+def readyz_ok(lab, host):
+    try:
+        return readyz(lab, host) == (200, "ok")
+    except OSError:
+        return False

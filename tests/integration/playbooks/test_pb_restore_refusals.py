@@ -77,6 +77,17 @@ def test_not_enough_disk_space_is_refused(lab, run_playbook, snapshot, tools_on_
     assert "etcd_restore_disk_margin_bytes" in message
 
 
+def test_manifest_left_held_by_an_interrupted_run_is_refused(lab, run_playbook, snapshot, tools_on_cp2):
+    held = lab.node_path("cp3", h.HOLDING_DIR + "/kube-scheduler.yaml")
+    os.makedirs(os.path.dirname(held), mode=0o700, exist_ok=True)
+    shutil.copy(lab.node_path("cp3", "/etc/kubernetes/manifests/kube-scheduler.yaml"), held)
+    try:
+        message = refused(run_playbook, lab, snapshot, extra_args=tools_on_cp2)
+    finally:
+        os.remove(held)
+    assert "kube-scheduler.yaml is both in /etc/kubernetes/manifests and held in " + h.HOLDING_DIR in message, message
+
+
 def test_check_mode_prints_the_plan_and_changes_nothing(lab, run_playbook, snapshot, tools_on_cp2):
     before, keys_before = h.node_state(lab), h.keys(lab, with_values=True)
     run = h.restore(run_playbook, lab, snapshot, check=True, extra_args=tools_on_cp2)

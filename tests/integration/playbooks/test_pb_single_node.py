@@ -1,5 +1,9 @@
-"""One control plane: restore, then a failure after etcd is back up on the restored data rolls it
-back to the data it had before (the test hook etcd_restore_fail_after_step=start_etcd)."""
+"""One control plane: restore; a failure after etcd is back up on the restored data rolls it back to the
+data it had before (test hook etcd_restore_fail_after_step=start_etcd); a rollback that itself fails
+(test hook etcd_restore_fail_in_rollback) describes the node's state, and its hand steps finish the job."""
+
+import os
+import time
 
 import pytest
 
@@ -52,3 +56,43 @@ def test_single_node_rollback_after_etcd_started_on_the_restored_data(lab, run_p
     assert h.listdir(lab, "cp1", h.HOLDING_DIR) == []
     assert h.readyz(lab, "cp1") == (200, "ok")
     assert [d for d in h.listdir(lab, "cp1", "/var/lib") if ".failed-" in d]
+
+
+def _wait(predicate, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(1)
+    return False
+
+
+def test_incomplete_rollback_describes_each_node_and_its_hand_steps_work(lab, run_playbook, snapshot):
+    keys_before = h.keys(lab, with_values=True)
+    cluster_before = h.cluster_id(lab)
+    old_dir = h.manifest_data_dir(lab, "cp1")
+    manifests_before = {name: h.read_node_file(lab, "cp1", "/etc/kubernetes/manifests/" + name) for name in h.MANIFESTS}
+
+    run = h.restore(run_playbook, lab, snapshot, etcd_restore_fail_after_step="manifest",
+                    etcd_restore_fail_in_rollback=True)
+
+    assert run.rc != 0, run
+    message = run.result("Rollback failed: stop, and describe the state of every control plane", "cp1")["msg"]
+    assert message.startswith("ROLLBACK INCOMPLETE. The restore failed on cp1 at step manifest"), message
+    assert "Injected failure in the rollback on cp1" in message
+    assert ("cp1: etcd.yaml is HELD in %s (etcd stopped) and points at %s (previous %s, restored %s-restored-"
+            % (h.HOLDING_DIR, old_dir, old_dir, old_dir.split("-restored-")[0])) in message, message
+    assert ("held manifests: etcd.yaml, kube-apiserver.yaml, kube-controller-manager.yaml, kube-scheduler.yaml"
+            in message), message
+    assert "To finish by hand" in message
+    # Finish by hand as the message says: etcd.yaml already points at the previous directory, so move the
+    # held manifests back, etcd first.
+    for name in h.MANIFESTS:
+        os.rename(lab.node_path("cp1", h.HOLDING_DIR + "/" + name),
+                  lab.node_path("cp1", "/etc/kubernetes/manifests/" + name))
+    assert _wait(lambda: lab.etcdctl("endpoint", "health", check=False).returncode == 0)
+    assert _wait(lambda: h.readyz_ok(lab, "cp1"))
+    assert h.cluster_id(lab) == cluster_before
+    assert h.keys(lab, with_values=True) == keys_before
+    for name in h.MANIFESTS:
+        assert h.read_node_file(lab, "cp1", "/etc/kubernetes/manifests/" + name) == manifests_before[name], name
