@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
 """Write docs/variables.md from every role's meta/argument_specs.yml (run by `make docs`).
 
-Usage: docs/gen_variables.py [--check]   (--check: exit 1 if docs/variables.md is out of date)
+Usage: python docs/gen_variables.py [--check]   (--check: exit 1 if docs/variables.md is out of date)
 """
 
 import os
