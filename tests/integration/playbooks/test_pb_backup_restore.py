@@ -25,6 +25,16 @@ def shared():
     return {}
 
 
+def test_backup_in_check_mode_says_what_it_would_do_and_writes_nothing(lab, run_playbook, tmp_path):
+    dest = str(tmp_path / "backups")
+    run = run_playbook(lab, h.BACKUP_PLAYBOOK, extra_vars={"etcd_backup_dest_dir": dest}, check=True)
+    assert run.rc == 0, run
+    assert "Check mode: would snapshot member" in run.result("Say what the backup would do (check mode)", "cp1")["msg"]
+    assert not os.path.exists(dest)
+    for host in h.hosts(lab):
+        assert h.listdir(lab, host, "/var/lib/kubeops-etcd/backups") is None
+
+
 def test_backup_writes_verified_private_files_to_the_ops_box(lab, run_playbook, tmp_path_factory, shared):
     lab.load(300, 256)
     for name in ("keep-1", "keep-2", "delete-me"):
