@@ -41,7 +41,7 @@ def have(cache, version):
 
 
 def _run(argv, **kw):
-    p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+    p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw, check=False)
     if p.returncode != 0:
         raise FetchError("command failed (rc=%d): %s\n%s" % (p.returncode, " ".join(argv), p.stdout[-3000:]))
     return p.stdout
@@ -83,7 +83,7 @@ def _pypi_fetch(cache, version, work):
     for pip in ([sys.executable, "-m", "pip"], [repo_venv, "-m", "pip"], ["pip3"]):
         try:
             if subprocess.run(pip + ["--version"], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL).returncode == 0:
+                              stderr=subprocess.DEVNULL, check=False).returncode == 0:
                 break
         except OSError:
             continue

@@ -21,7 +21,6 @@ import base64
 import json
 import os
 import random
-import re
 import shutil
 import signal
 import socket
@@ -119,7 +118,7 @@ def check_host():
     if not os.path.exists("/usr/sbin/sshd"):
         raise LabError("/usr/sbin/sshd not found: apt-get install openssh-server")
     p = subprocess.run(["unshare", "--mount", "--uts", "--propagation", "private", "true"],
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
     if p.returncode != 0:
         raise LabError("Linux mount/UTS namespaces are unavailable here: %s" % p.stdout.strip())
     for tool in ("etcd", "etcdctl", "etcdutl"):
@@ -194,7 +193,7 @@ class Lab:
         env = dict(os.environ, ETCDCTL_API="3")
         try:
             p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                               timeout=timeout, input=input)
+                               timeout=timeout, input=input, check=False)
         except subprocess.TimeoutExpired as e:
             out = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
             p = subprocess.CompletedProcess(argv, 124, out, "etcdctl timed out after %ss" % timeout)
@@ -219,7 +218,7 @@ class Lab:
         kw.setdefault("stdout", subprocess.PIPE)
         kw.setdefault("stderr", subprocess.PIPE)
         kw.setdefault("text", True)
-        p = subprocess.run(self.nsenter_argv(node) + list(argv), env=base, **kw)
+        p = subprocess.run(self.nsenter_argv(node) + list(argv), env=base, **kw, check=False)
         if check and p.returncode != 0:
             raise LabError("%s on %s failed (rc=%d): %s" % (" ".join(argv), node, p.returncode, p.stderr))
         return p
@@ -674,7 +673,7 @@ class Lab:
         with open("/proc/self/mounts") as f:
             mps = [line.split()[1] for line in f]
         for mp in sorted((m for m in mps if m == self.dir or m.startswith(self.dir + "/")), reverse=True):
-            subprocess.run(["umount", "-l", mp], stderr=subprocess.DEVNULL)
+            subprocess.run(["umount", "-l", mp], stderr=subprocess.DEVNULL, check=False)
         # host mount points made by a lab (this one or an earlier one): remove when no lab runs any more
         with _HostLock():
             if not self._other_labs():
@@ -809,7 +808,7 @@ def _has_yaml(python):
     if not os.path.exists(python):
         return False
     return subprocess.run([python, "-c", "import yaml"], stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL).returncode == 0
+                          stderr=subprocess.DEVNULL, check=False).returncode == 0
 
 
 SSHD_CONFIG = """# sshd of a kubeops lab node (runs inside the node's mount+UTS namespace)

@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """kubelet stand-in: static pods only.
 
 Imitates the parts of the kubelet that etcd backup/restore tooling touches:

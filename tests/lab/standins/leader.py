@@ -70,3 +70,7 @@ def main(component):
                 log("F leaderelection lost (cannot renew: %s)" % err)
                 sys.exit(1)
         time.sleep(2)
+
+
+if __name__ == "__main__":
+    main(sys.argv.pop(1))

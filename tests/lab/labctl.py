@@ -1,0 +1,122 @@
+"""labctl: the kubeops.etcd local multi-node kubeadm control-plane lab (see docs/lab.md)."""
+import argparse
+import signal
+import json
+import os
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
+import lablib  # noqa: E402
+
+
+def main(argv=None):
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    p = argparse.ArgumentParser(prog="labctl", description=__doc__)
+    p.add_argument("--dir", default=None, help="lab dir (default $KUBEOPS_LAB_DIR or <repo>/.lab)")
+    p.add_argument("--cache", default=None, help="binary cache (default $KUBEOPS_LAB_CACHE or <repo>/.lab-cache)")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    up = sub.add_parser("up", help="build and start a lab; prints the inventory path as the last line")
+    up.add_argument("--dir", dest="dir2", default=None)
+    up.add_argument("--nodes", type=int, default=3)
+    up.add_argument("--etcd-version", default=None, help="default %s; one of %s" % (
+        lablib.DEFAULT_VERSION, ", ".join(lablib.etcdfetch.SUPPORTED)))
+    up.add_argument("--etcd-versions", default=None, help="per node, comma separated (version skew)")
+    up.add_argument("--no-tools", default=None, help="cp2,cp3 or all: no etcdctl/etcdutl on those nodes")
+    up.add_argument("--member-names", default=None, help="etcd member names, comma separated")
+    up.add_argument("--data-dir", default=None, help="hostPath of the etcd-data volume (default /var/lib/etcd)")
+    up.add_argument("--client-port", type=int, default=2379)
+    up.add_argument("--peer-port", type=int, default=2380)
+    up.add_argument("--ssh-port", type=int, default=22)
+    up.add_argument("--ip-base", type=int, default=10, help="node N gets 127.0.0.<ip-base+N> (default 10)")
+    up.add_argument("--no-wait-apiserver", action="store_true")
+    for name, h in (("down", "stop everything and remove the lab dir (idempotent)"),
+                    ("inventory", "print the inventory path")):
+        s = sub.add_parser(name, help=h)
+        s.add_argument("--dir", dest="dir2", default=None)
+    s = sub.add_parser("status", help="nodes, daemons, containers, etcd health")
+    s.add_argument("--dir", dest="dir2", default=None)
+    s.add_argument("--json", action="store_true")
+    s = sub.add_parser("etcdctl", help="etcdctl of the lab's version with endpoints and certs: etcdctl [--node cpN] -- ARGS")
+    s.add_argument("--dir", dest="dir2", default=None)
+    s.add_argument("--node", default=None)
+    s.add_argument("args", nargs=argparse.REMAINDER)
+    s = sub.add_parser("load", help="write Kubernetes-shaped keys")
+    s.add_argument("--dir", dest="dir2", default=None)
+    s.add_argument("--keys", type=int, required=True)
+    s.add_argument("--value-bytes", type=int, default=1024)
+    s.add_argument("--threads", type=int, default=4)
+    s = sub.add_parser("exec", help="run a command inside a node's namespaces: exec NODE -- CMD")
+    s.add_argument("--dir", dest="dir2", default=None)
+    s.add_argument("node")
+    s.add_argument("argv", nargs=argparse.REMAINDER)
+    s = sub.add_parser("ssh", help="ssh into a node: ssh NODE [-- CMD]")
+    s.add_argument("--dir", dest="dir2", default=None)
+    s.add_argument("node")
+    s.add_argument("argv", nargs=argparse.REMAINDER)
+    a = p.parse_args(argv)
+    lab = lablib.Lab(a.dir2 or a.dir, a.cache)
+
+    def rest(x):
+        return x[1:] if x and x[0] == "--" else x
+
+    try:
+        if a.cmd == "up":
+            inv = lab.up(nodes=a.nodes, etcd_version=a.etcd_version, etcd_versions=a.etcd_versions,
+                         no_tools=a.no_tools, member_names=a.member_names, data_dir=a.data_dir,
+                         client_port=a.client_port, peer_port=a.peer_port, ssh_port=a.ssh_port,
+                         ip_base=a.ip_base, wait_apiserver=not a.no_wait_apiserver)
+            print(inv)
+            return 0
+        if a.cmd == "down":
+            if os.geteuid() != 0:
+                raise lablib.LabError("down needs root")
+            if not lab.down():
+                print("labctl: nothing up in %s" % lab.dir, file=sys.stderr)
+            return 0
+        if a.cmd == "inventory":
+            print(lab.inventory)
+            return 0
+        if a.cmd == "status":
+            s = lab.status()
+            if a.json:
+                print(json.dumps(s, indent=2))
+            else:
+                print("lab %s (%s)  inventory %s" % (s["dir"], s["phase"], s["inventory"]))
+                for n in s["nodes"]:
+                    print("%-4s %-12s member=%-10s etcd=%-7s node=%s sshd=%s kubelet=%s etcd_healthy=%s" % (
+                        n["host"], n["ip"], n["member_name"], n["etcd_version"], ok(n["node"]), ok(n["sshd"]),
+                        ok(n["kubelet"]), n["etcd_healthy"]))
+                    for c in sorted(n["containers"], key=lambda c: c["pod"]):
+                        if c["state"] == "running":
+                            print("       %-30s %-8s %s attempt=%d" % (c["pod"], c["state"], c["id"], c["attempt"]))
+            return 0 if all(n["etcd_healthy"] for n in s["nodes"]) else 1
+        if a.cmd == "etcdctl":
+            argv = lab.etcdctl_argv(a.node) + rest(a.args)
+            return subprocess.call(argv, env=dict(os.environ, ETCDCTL_API="3"))
+        if a.cmd == "load":
+            r = lab.load(a.keys, a.value_bytes, threads=a.threads)
+            print(json.dumps(r))
+            return 0
+        if a.cmd == "exec":
+            cmd = rest(a.argv) or ["/bin/bash"]
+            env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root",
+                   "LANG": "C.UTF-8", "TERM": os.environ.get("TERM", "dumb")}
+            return subprocess.call(lab.nsenter_argv(a.node) + cmd, env=env)
+        if a.cmd == "ssh":
+            return subprocess.call(lab.ssh_argv(a.node) + rest(a.argv))
+    except lablib.LabError as e:
+        print("labctl: error: %s" % e, file=sys.stderr)
+        return 2
+    except lablib.etcdfetch.FetchError as e:
+        print("labctl: error: %s" % e, file=sys.stderr)
+        return 2
+    return 1
+
+
+def ok(b):
+    return "up" if b else "DOWN"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
