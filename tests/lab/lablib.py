@@ -457,7 +457,7 @@ class Lab:
                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                              stderr=open(os.path.join(n["run_dir"], "init.log"), "ab"),
                              env=env, cwd="/", start_new_session=True)
-        deadline = time.time() + 15
+        deadline = time.time() + 30
         for n in st["nodes"]:
             while not (self._pid(n["init_pidfile"]) and self._pid(n["kubelet_pidfile"])):
                 if time.time() > deadline:
@@ -570,7 +570,7 @@ class Lab:
         except (OSError, ValueError, KeyError):
             return "(no log)"
 
-    def _wait_ssh(self, st, timeout=15):
+    def _wait_ssh(self, st, timeout=30):
         deadline = time.time() + timeout
         for n in st["nodes"]:
             while True:
