@@ -302,6 +302,29 @@ def test_manifest_out_and_back_stops_and_restarts_etcd(lab):
     os.rmdir(held)
 
 
+def test_duplicate_manifest_is_ignored_and_takes_over(lab):
+    """kubelet semantics: etcd.yaml.bak with the same pod name is ignored while etcd.yaml is there;
+    with etcd.yaml moved away, the .bak takes over and etcd comes back."""
+    mdir = lab.node_path("cp3", "/etc/kubernetes/manifests")
+    shutil.copy(os.path.join(mdir, "etcd.yaml"), os.path.join(mdir, "etcd.yaml.bak"))
+    before = running_ids(lab, "cp3", "^etcd$")
+    time.sleep(1.5)
+    assert running_ids(lab, "cp3", "^etcd$") == before and len(before) == 1
+    held = lab.node_path("cp3", "/etc/kubernetes/held")
+    os.makedirs(held, exist_ok=True)
+    os.rename(os.path.join(mdir, "etcd.yaml"), os.path.join(held, "etcd.yaml"))
+    # the stopped pod is replaced by the one from etcd.yaml.bak
+    wait_for(lambda: [i for i in running_ids(lab, "cp3", "^etcd$") if i not in before], 20, what="etcd from .bak")
+    os.unlink(os.path.join(mdir, "etcd.yaml.bak"))
+    wait_for(lambda: not running_ids(lab, "cp3", "^etcd$"), 15, what="etcd stop")
+    os.rename(os.path.join(held, "etcd.yaml"), os.path.join(mdir, "etcd.yaml"))
+    wait_for(lambda: lab.etcdctl("endpoint", "health", node="cp3", check=False).returncode == 0, 30,
+             what="etcd on cp3 healthy again")
+    os.rmdir(held)
+    with open(lab.state["nodes"][2]["kubelet_log"]) as f:
+        assert "duplicates the one from etcd.yaml: ignored" in f.read()
+
+
 def test_dotfiles_ignored_extra_files_become_pods_and_changes_recreate(lab):
     mdir = lab.node_path("cp2", "/etc/kubernetes/manifests")
     hidden = os.path.join(mdir, ".sleeper.yaml")

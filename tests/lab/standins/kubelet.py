@@ -3,7 +3,10 @@
 Imitates the parts of the kubelet that etcd backup/restore tooling touches:
 - watches the static pod dir (/etc/kubernetes/manifests, polled every 0.5 s) and
   loads *every* regular file whose name does not start with a dot (so a stray
-  `etcd.yaml.bak` becomes a second pod, as with the real kubelet);
+  `etcd.yaml.bak` is a pod of its own, as with the real kubelet); a pod is identified by
+  its file path and content (the kubelet's static pod UID), and of two files with the
+  same namespace/name only the first (file name order) runs - the kubelet drops duplicate
+  pod full names: with `etcd.yaml` moved away, a left-over `etcd.yaml.bak` takes over;
 - pod name = metadata.name + "-" + node name (`etcd-cp1`);
 - runs each container (command + args) with hostNetwork, its hostPath volumes
   bind-mounted at their mountPaths in a private mount namespace (podrun.py);
@@ -85,9 +88,11 @@ class Kubelet:
         self.cfg = cfg
         self.node = cfg["node"]
         self.manifests = cfg.get("manifests_dir", "/etc/kubernetes/manifests")
-        self.pods = {}        # file name -> pod dict
+        self.pods = {}        # sha256(file name, content sha256) -> pod dict
         self.containers = {}  # id -> container dict
         self.exit_codes = {}  # pid -> rc (reaped children)
+        self.keys = {}        # manifest sha256 -> (namespace, name) or None
+        self.dups = {}        # file name -> sha256 already reported as duplicate
         os.makedirs(LOGS, exist_ok=True)
         self.load_state()
 
@@ -98,7 +103,8 @@ class Kubelet:
                 st = json.load(f)
         except (OSError, ValueError):
             return
-        self.pods = st.get("pods", {})
+        self.pods = {hashlib.sha256((p["file"] + "\0" + p["hash"]).encode()).hexdigest(): p
+                     for p in st.get("pods", {}).values()}
         self.containers = st.get("containers", {})
         for c in self.containers.values():
             if c["state"] == "CONTAINER_RUNNING":
@@ -127,8 +133,28 @@ class Kubelet:
         return "", None
 
     # ---- pods -------------------------------------------------------------------
+    def pod_key(self, h, data):
+        """(namespace, name) of a manifest, None when it does not parse (cached by content hash)."""
+        if h not in self.keys:
+            if len(self.keys) > 200:
+                self.keys.clear()
+            try:
+                doc = yaml.safe_load(data)
+                meta = doc.get("metadata") or {}
+                if not doc["spec"]["containers"]:
+                    raise ValueError("no containers")
+                self.keys[h] = (meta.get("namespace") or "default", meta["name"])
+            except Exception as e:  # the kubelet logs and ignores unparsable manifests
+                log("could not process manifest (sha256 %s): %s" % (h[:12], e))
+                self.keys[h] = None
+        return self.keys[h]
+
     def sync(self):
+        """Pods are identified by file path + content (the kubelet's static pod UID); a second file
+        with the same namespace/name is ignored (the first in file name order wins), as the
+        kubelet drops duplicate pod full names."""
         desired = {}
+        seen = {}
         try:
             names = sorted(os.listdir(self.manifests))
         except OSError:
@@ -144,22 +170,32 @@ class Kubelet:
                     data = f.read()
             except OSError:
                 continue
-            desired[name] = (hashlib.sha256(data).hexdigest(), data)
+            h = hashlib.sha256(data).hexdigest()
+            key = self.pod_key(h, data)
+            if key is None:
+                continue
+            if key in seen:
+                if self.dups.get(name) != h:
+                    log("static pod %s/%s from %s duplicates the one from %s: ignored" % (key + (name, seen[key])))
+                    self.dups[name] = h
+                continue
+            seen[key] = name
+            # like the kubelet's static pod UID: hash of the content and the file's path
+            desired[hashlib.sha256((name + "\0" + h).encode()).hexdigest()] = (name, h, data)
         changed = False
-        for fname in list(self.pods):
-            pod = self.pods[fname]
-            if fname not in desired or desired[fname][0] != pod["hash"]:
-                why = "manifest removed" if fname not in desired else "manifest changed"
-                log("stopping pod %s (%s)" % (pod["name"], why))
+        for k in list(self.pods):
+            pod = self.pods[k]
+            if k not in desired:
+                log("stopping pod %s (manifest %s removed or changed)" % (pod["name"], pod["file"]))
                 self.stop_pod(pod)
-                del self.pods[fname]
+                del self.pods[k]
                 changed = True
-        for fname, (h, data) in desired.items():
-            if fname in self.pods:
+        for k, (fname, h, data) in desired.items():
+            if k in self.pods:
                 continue
             pod = self.new_pod(fname, h, data)
             if pod is not None:
-                self.pods[fname] = pod
+                self.pods[k] = pod
                 changed = True
         for pod in self.pods.values():
             changed |= self.sync_pod(pod)
