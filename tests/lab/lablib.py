@@ -733,6 +733,9 @@ class Lab:
         import etcdgw
         st = self.state
         keys, value_bytes = int(keys), int(value_bytes)
+        if value_bytes > 1400 * 1024:
+            raise LabError("--value-bytes %d: etcd refuses requests over 1.5 MiB (--max-request-bytes); "
+                           "Kubernetes objects are at most ~1 MiB" % value_bytes)
         rnd = random.Random(seed)
         nss = max(1, min(100, keys // 50))
         names = []
