@@ -88,6 +88,16 @@ def test_manifest_left_held_by_an_interrupted_run_is_refused(lab, run_playbook, 
     assert "kube-scheduler.yaml is both in /etc/kubernetes/manifests and held in " + h.HOLDING_DIR in message, message
 
 
+def test_restore_of_only_some_control_planes_is_refused(lab, run_playbook, snapshot):
+    before, keys_before = h.node_state(lab), h.keys(lab, with_values=True)
+    run = run_playbook(lab, h.RESTORE_PLAYBOOK, extra_vars={"snapshot": snapshot}, limit="cp1,cp3")
+    assert run.rc != 0, run
+    messages = " | ".join(failure_messages(run))
+    assert "members of the running cluster that are not hosts of this play: cp2" in messages, messages
+    assert h.node_state(lab) == before
+    assert h.keys(lab, with_values=True) == keys_before
+
+
 def test_check_mode_prints_the_plan_and_changes_nothing(lab, run_playbook, snapshot, tools_on_cp2):
     before, keys_before = h.node_state(lab), h.keys(lab, with_values=True)
     run = h.restore(run_playbook, lab, snapshot, check=True, extra_args=tools_on_cp2)
