@@ -31,7 +31,8 @@ def say(message):
 def playbook(lab, path, extra_vars):
     argv = [os.path.join(BIN, "ansible-playbook"), "-i", lab.inventory, path, "-e", json.dumps(extra_vars)]
     print("$ " + " ".join(argv), flush=True)
-    result_path = tempfile.mktemp(prefix="kubeops-demo-", suffix=".json")
+    handle, result_path = tempfile.mkstemp(prefix="kubeops-demo-", suffix=".json")
+    os.close(handle)
     subprocess.run(argv, cwd=REPO, env=ansible_env(result_path), check=True)
     with open(result_path) as handle:
         seconds = json.load(handle).get("task_seconds", {})

@@ -145,7 +145,8 @@ def test_image_version(image, version):
 
 @pytest.mark.parametrize('name, message', [
     ('does-not-exist.yaml', 'does not exist'),
-    ('etcd-invalid.yaml', 'is not valid YAML'),
+    # .txt: a deliberately broken manifest that yamllint (ansible-test sanity) must not lint
+    ('etcd-invalid-yaml.txt', 'is not valid YAML'),
     ('kube-apiserver.yaml', 'No etcd container'),
     ('etcd-no-datadir.yaml', 'has no --data-dir'),
     ('etcd-no-mount.yaml', 'No volumeMount of the etcd container'),
