@@ -156,6 +156,11 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+duration_seconds:
+  description: Seconds the restore itself took (restore tool, checks, rename); V(0) when nothing was restored.
+  returned: always
+  type: float
+  sample: 1.84
 data_dir:
   description: The restored data directory.
   returned: always
@@ -227,6 +232,7 @@ moved_aside:
 import json
 import os
 import shutil
+import time
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -526,9 +532,10 @@ def run_restore(module, runner, tools, plan, params):
                               % (data_dir, node_name(), exc.strerror or exc, data_dir), path=data_dir)
 
 
-def result_from_marker(plan, marker, changed, moved_aside=None):
+def result_from_marker(plan, marker, changed, moved_aside=None, duration=0.0):
     return {
         'changed': changed,
+        'duration_seconds': round(duration, 3),
         'data_dir': plan['data_dir'],
         'member_id': id_hex(plan['member_id']),
         'cluster_id': id_hex(plan['cluster_id']),
@@ -605,10 +612,12 @@ def main():
                 'tool_version': tools.restore_tool_version,
             }
             module.exit_json(**result_from_marker(plan, would_be, changed=True))
+        started = time.time()
         marker, moved_aside = run_restore(module, runner, tools, plan, params)
+        duration = time.time() - started
     except EtcdModuleError as exc:
         module.fail_json(msg=exc.msg, **exc.details)
-    module.exit_json(**result_from_marker(plan, marker, changed=True, moved_aside=moved_aside))
+    module.exit_json(**result_from_marker(plan, marker, changed=True, moved_aside=moved_aside, duration=duration))
 
 
 if __name__ == '__main__':

@@ -155,6 +155,7 @@ def test_check_real_again_and_again_in_check(run, params):
     assert real['revision'] == 4 and real['snapshot_revision'] == 4
     assert real['tool'] == 'etcdutl' and real['tool_version'] == '3.5.1'
     assert real['bump_revision'] is None and real['mark_compacted'] is False
+    assert real['duration_seconds'] > 0 and checked['duration_seconds'] == 0
     data_dir = params['data_dir']
     assert os.path.isfile(os.path.join(data_dir, 'member', 'snap', 'db'))
     assert os.path.isdir(os.path.join(data_dir, 'member', 'wal'))
@@ -174,6 +175,7 @@ def test_check_real_again_and_again_in_check(run, params):
     again = run(params)
     assert again['changed'] is False
     assert again['member_id'] == real['member_id'] and again['revision'] == 4
+    assert again['duration_seconds'] == 0
     again_checked = run(params, check=True)
     assert again_checked['changed'] is False
     assert tree(data_dir) == before
