@@ -53,6 +53,7 @@ sanity: sanity-bootstrap
 
 lint: install
 	$(BIN)/ansible-lint --profile production
+	$(PY) docs/gen_variables.py --check
 
 unit: install
 	$(PY) -m pytest -q tests/unit

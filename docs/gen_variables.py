@@ -1,6 +1,8 @@
-"""Write docs/variables.md from every role's meta/argument_specs.yml (run by `make docs`).
+"""Write the role variable tables from every role's meta/argument_specs.yml (run by `make docs`).
 
-Usage: python docs/gen_variables.py [--check]   (--check: exit 1 if docs/variables.md is out of date)
+Writes docs/variables.md and the same tables into README.md between the BEGIN/END GENERATED
+VARIABLES markers. Usage: python docs/gen_variables.py [--check]   (--check: exit 1 if either
+file is out of date; `make lint` runs it).
 """
 
 import os
@@ -12,6 +14,9 @@ import yaml
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROLES = os.path.join(REPO, "roles")
 OUTPUT = os.path.join(REPO, "docs", "variables.md")
+README = os.path.join(REPO, "README.md")
+BEGIN = "<!-- BEGIN GENERATED VARIABLES -->"
+END = "<!-- END GENERATED VARIABLES -->"
 
 
 def plain(text):
@@ -54,29 +59,49 @@ def role_section(role, specs):
     return lines
 
 
-def render():
-    lines = ["# Role variables", "",
-             "Generated from `roles/*/meta/argument_specs.yml` by `docs/gen_variables.py` (`make docs`);"
-             " do not edit by hand.", ""]
+def role_tables():
+    lines = []
     for role in sorted(os.listdir(ROLES)):
         path = os.path.join(ROLES, role, "meta", "argument_specs.yml")
         if os.path.isfile(path):
             with open(path) as handle:
                 lines += role_section(role, yaml.safe_load(handle))
-    return "\n".join(lines).rstrip("\n") + "\n"
+    return lines
+
+
+def render():
+    lines = ["# Role variables", "",
+             "Generated from `roles/*/meta/argument_specs.yml` by `docs/gen_variables.py` (`make docs`);"
+             " do not edit by hand.", ""]
+    return "\n".join(lines + role_tables()).rstrip("\n") + "\n"
+
+
+def render_readme(current):
+    """README.md with the tables (one heading level down) between the markers."""
+    if BEGIN not in current or END not in current:
+        raise SystemExit("%s lacks the %s / %s markers" % (README, BEGIN, END))
+    tables = ["#" + line if line.startswith("## ") else line for line in role_tables()]
+    head, rest = current.split(BEGIN, 1)
+    tail = rest.split(END, 1)[1]
+    return head + BEGIN + "\n" + "\n".join(tables).rstrip("\n") + "\n" + END + tail
 
 
 def main(argv):
-    text = render()
-    if "--check" in argv:
-        current = open(OUTPUT).read() if os.path.exists(OUTPUT) else ""
+    with open(README) as handle:
+        readme = handle.read()
+    wanted = {OUTPUT: render(), README: render_readme(readme)}
+    stale = []
+    for path, text in sorted(wanted.items()):
+        current = open(path).read() if os.path.exists(path) else ""
         if current != text:
-            sys.stderr.write("%s is out of date: run make docs\n" % OUTPUT)
-            return 1
-        return 0
-    with open(OUTPUT, "w") as handle:
-        handle.write(text)
-    print(OUTPUT)
+            stale.append(path)
+            if "--check" not in argv:
+                with open(path, "w") as handle:
+                    handle.write(text)
+                print(path)
+    if "--check" in argv and stale:
+        sys.stderr.write("out of date, run `make docs`: %s\n" % ", ".join(stale))
+        return 1
     return 0
 
 
