@@ -6,9 +6,7 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-import importlib.util
 import os
-import sys
 
 import pytest
 
@@ -16,40 +14,13 @@ from ansible_collections.kubeops.etcd.plugins.module_utils import connection
 from ansible_collections.kubeops.etcd.plugins.module_utils.errors import EtcdModuleError
 from ansible_collections.kubeops.etcd.plugins.module_utils.runner import Runner
 
-
-def _load_fakes():
-    name = 'kubeops_etcd_unit_fakes'
-    if name not in sys.modules:
-        path = os.path.join(os.path.dirname(__file__), '..', '..', 'fixtures', 'etcd_outputs', 'fakes.py')
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules[name] = module
-    return sys.modules[name]
-
-
-fakes = _load_fakes()
-
-
-class FakeModule(object):
-    def __init__(self, params):
-        self.params = params
+from unit_helpers import FakeModule, fakes
 
 
 class FakeManifest(object):
     def __init__(self, urls, path='/etc/kubernetes/manifests/etcd.yaml'):
         self.advertise_client_urls = urls
         self.path = path
-
-
-@pytest.fixture
-def tls(tmp_path):
-    paths = {}
-    for option in ('cacert', 'cert', 'key'):
-        path = tmp_path / ('%s.pem' % option)
-        path.write_text('PEM')
-        paths[option] = str(path)
-    return paths
 
 
 def params(tls, **overrides):

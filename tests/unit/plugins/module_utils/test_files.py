@@ -8,10 +8,8 @@ __metaclass__ = type
 
 import datetime
 import hashlib
-import importlib.util
 import os
 import stat
-import sys
 
 import pytest
 
@@ -19,36 +17,7 @@ from ansible_collections.kubeops.etcd.plugins.module_utils import files
 from ansible_collections.kubeops.etcd.plugins.module_utils.errors import EtcdModuleError
 from ansible_collections.kubeops.etcd.plugins.module_utils.runner import EtcdTools, Runner
 
-
-def _load_fakes():
-    name = 'kubeops_etcd_unit_fakes'
-    if name not in sys.modules:
-        path = os.path.join(os.path.dirname(__file__), '..', '..', 'fixtures', 'etcd_outputs', 'fakes.py')
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules[name] = module
-    return sys.modules[name]
-
-
-fakes = _load_fakes()
-
-
-class FakeModule(object):
-    def __init__(self, bin_dirs=()):
-        self.params = {}
-        self.bin_dirs = bin_dirs
-        self.moves = []
-
-    def atomic_move(self, src, dest):
-        self.moves.append((src, dest))
-        os.rename(src, dest)
-
-    def get_bin_path(self, name, required=False, opt_dirs=None):
-        for directory in self.bin_dirs:
-            if os.path.exists(os.path.join(directory, name)):
-                return os.path.join(directory, name)
-        return None
+from unit_helpers import FakeModule, fakes
 
 
 def with_trailer(body):
@@ -181,7 +150,7 @@ def test_timestamps_are_utc():
 @pytest.mark.parametrize('version', fakes.ALL_SHAPES)
 def test_verify_snapshot_file_real_snapshot(tmp_path, monkeypatch, version):
     fake = fakes.FakeEtcd(tmp_path, monkeypatch, version)
-    tools = EtcdTools.detect(FakeModule([fake.bin]), Runner(FakeModule()), probe_restore_help=False)
+    tools = EtcdTools.detect(FakeModule(bin_dirs=[fake.bin]), Runner(FakeModule()), probe_restore_help=False)
     facts = files.verify_snapshot_file(Runner(FakeModule()), tools, fakes.SNAPSHOT)
     assert facts['has_trailing_hash'] is True
     assert facts['size'] == os.path.getsize(fakes.SNAPSHOT)
@@ -199,7 +168,7 @@ def test_verify_snapshot_file_real_snapshot(tmp_path, monkeypatch, version):
 ])
 def test_verify_snapshot_file_rejects_damaged_files_before_running_tools(tmp_path, monkeypatch, damage, message):
     fake = fakes.FakeEtcd(tmp_path, monkeypatch, '3.5.30')
-    tools = EtcdTools.detect(FakeModule([fake.bin]), Runner(FakeModule()), probe_restore_help=False)
+    tools = EtcdTools.detect(FakeModule(bin_dirs=[fake.bin]), Runner(FakeModule()), probe_restore_help=False)
     path = tmp_path / 'damaged.db'
     path.write_bytes(damage(open(fakes.SNAPSHOT, 'rb').read()))
     with pytest.raises(EtcdModuleError) as caught:
@@ -211,7 +180,7 @@ def test_verify_snapshot_file_rejects_damaged_files_before_running_tools(tmp_pat
 def test_verify_snapshot_file_reports_tool_failure(tmp_path, monkeypatch):
     fake = fakes.FakeEtcd(tmp_path, monkeypatch, '3.5.16')
     fake.scenario('status_fails')
-    tools = EtcdTools.detect(FakeModule([fake.bin]), Runner(FakeModule()), probe_restore_help=False)
+    tools = EtcdTools.detect(FakeModule(bin_dirs=[fake.bin]), Runner(FakeModule()), probe_restore_help=False)
     with pytest.raises(EtcdModuleError) as caught:
         files.verify_snapshot_file(Runner(FakeModule()), tools, fakes.SNAPSHOT)
     assert 'Error: invalid database' in caught.value.msg and 'etcdutl 3.5.16' in caught.value.msg
@@ -219,7 +188,7 @@ def test_verify_snapshot_file_reports_tool_failure(tmp_path, monkeypatch):
 
 def test_verify_snapshot_file_accepts_raw_db_copy(tmp_path, monkeypatch):
     fake = fakes.FakeEtcd(tmp_path, monkeypatch, '3.5.30')
-    tools = EtcdTools.detect(FakeModule([fake.bin]), Runner(FakeModule()), probe_restore_help=False)
+    tools = EtcdTools.detect(FakeModule(bin_dirs=[fake.bin]), Runner(FakeModule()), probe_restore_help=False)
     path = tmp_path / 'db'
     path.write_bytes(open(fakes.SNAPSHOT, 'rb').read()[:-32])
     assert files.verify_snapshot_file(Runner(FakeModule()), tools, str(path))['has_trailing_hash'] is False

@@ -6,29 +6,14 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-import importlib.util
 import json
-import os
-import sys
 
 import pytest
 
 from ansible_collections.kubeops.etcd.plugins.module_utils.errors import EtcdModuleError
 from ansible_collections.kubeops.etcd.plugins.module_utils import parsers
 
-
-def _load_fakes():
-    name = 'kubeops_etcd_unit_fakes'
-    if name not in sys.modules:
-        path = os.path.join(os.path.dirname(__file__), '..', '..', 'fixtures', 'etcd_outputs', 'fakes.py')
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules[name] = module
-    return sys.modules[name]
-
-
-fakes = _load_fakes()
+from unit_helpers import fakes
 
 
 @pytest.mark.parametrize('version', fakes.ALL_SHAPES)

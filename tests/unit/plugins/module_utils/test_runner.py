@@ -6,8 +6,6 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-import importlib.util
-import os
 import sys
 
 import pytest
@@ -22,34 +20,7 @@ from ansible_collections.kubeops.etcd.plugins.module_utils.runner import (
     find_tool,
 )
 
-
-def _load_fakes():
-    name = 'kubeops_etcd_unit_fakes'
-    if name not in sys.modules:
-        path = os.path.join(os.path.dirname(__file__), '..', '..', 'fixtures', 'etcd_outputs', 'fakes.py')
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules[name] = module
-    return sys.modules[name]
-
-
-fakes = _load_fakes()
-
-
-class FakeModule(object):
-    """Just what Runner/find_tool use of AnsibleModule."""
-
-    def __init__(self, params=None, bin_dirs=()):
-        self.params = params or {}
-        self.bin_dirs = bin_dirs
-
-    def get_bin_path(self, name, required=False, opt_dirs=None):
-        for directory in self.bin_dirs:
-            candidate = os.path.join(directory, name)
-            if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-                return candidate
-        return None
+from unit_helpers import FakeModule, fakes
 
 
 def python(code):

@@ -6,74 +6,18 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-import importlib.util
 import json
 import os
-import sys
 
 import pytest
 
-from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
-
 from ansible_collections.kubeops.etcd.plugins.modules import etcd_cluster_health
 
-
-def _load_fakes():
-    name = 'kubeops_etcd_unit_fakes'
-    if name not in sys.modules:
-        path = os.path.join(os.path.dirname(__file__), '..', '..', 'fixtures', 'etcd_outputs', 'fakes.py')
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules[name] = module
-    return sys.modules[name]
-
-
-fakes = _load_fakes()
-
-
-class ExitJson(Exception):
-    pass
-
-
-class FailJson(Exception):
-    pass
-
-
-@pytest.fixture(autouse=True)
-def module_exits(monkeypatch):
-    warnings = []
-
-    def exit_json(self, **kwargs):
-        kwargs.setdefault('changed', False)
-        raise ExitJson(kwargs)
-
-    def fail_json(self, **kwargs):
-        kwargs['failed'] = True
-        raise FailJson(kwargs)
-
-    monkeypatch.setattr(basic.AnsibleModule, 'exit_json', exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, 'fail_json', fail_json)
-    monkeypatch.setattr(basic.AnsibleModule, 'warn', lambda self, warning: warnings.append(warning))
-    return warnings
-
-
-@pytest.fixture
-def tls(tmp_path):
-    paths = {}
-    for option in ('cacert', 'cert', 'key'):
-        path = tmp_path / ('%s.pem' % option)
-        path.write_text('PEM')
-        paths[option] = str(path)
-    return paths
+from unit_helpers import fakes, run_module
 
 
 def run(args):
-    with patch_module_args(args):
-        with pytest.raises((ExitJson, FailJson)) as caught:
-            etcd_cluster_health.main()
-    return caught.type is ExitJson, caught.value.args[0]
+    return run_module(etcd_cluster_health, args)
 
 
 def health_args(tls, fake, **overrides):

@@ -12,50 +12,17 @@ import stat
 
 import pytest
 
-from ansible.module_utils import basic
-from ansible.module_utils.common.warnings import get_warning_messages
-from ansible.module_utils.testing import patch_module_args
-
 from ansible_collections.kubeops.etcd.plugins.modules import etcd_manifest_datadir
+
+from unit_helpers import run_module
 
 FIXTURES = os.path.join(os.path.dirname(__file__), '..', '..', 'fixtures', 'manifests')
 
 
-class ExitJson(Exception):
-    pass
-
-
-class FailJson(Exception):
-    pass
-
-
-def _exit_json(self, **kwargs):
-    kwargs.setdefault('changed', False)
-    kwargs['warnings'] = list(get_warning_messages())
-    raise ExitJson(kwargs)
-
-
-def _fail_json(self, **kwargs):
-    kwargs['failed'] = True
-    raise FailJson(kwargs)
-
-
 @pytest.fixture
-def run(monkeypatch):
-    monkeypatch.setattr(basic.AnsibleModule, 'exit_json', _exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, 'fail_json', _fail_json)
-
-    def _run(args, check=False, diff=False):
-        args = dict(args, _ansible_check_mode=check, _ansible_diff=diff)
-        with patch_module_args(args):
-            try:
-                etcd_manifest_datadir.main()
-            except ExitJson as result:
-                return result.args[0]
-            except FailJson as result:
-                return result.args[0]
-        raise AssertionError('module did not exit')
-    return _run
+def run():
+    """The module's result, whether it exited or failed."""
+    return lambda args, check=False, diff=False: run_module(etcd_manifest_datadir, args, check=check, diff=diff)[1]
 
 
 @pytest.fixture
@@ -182,7 +149,7 @@ def test_trailing_slash_means_the_same_dir(run, node):
     assert result['changed'] is False
 
 
-def test_data_dir_without_etcd_data_is_refused_unless_allowed(run, node, tmp_path):
+def test_data_dir_without_etcd_data_is_refused_unless_allowed(run, node, tmp_path, module_exits):
     original = read(node['path'])
     empty = str(tmp_path / 'etcd-typo')
     refused = run(args(node, data_dir=empty))
@@ -193,7 +160,7 @@ def test_data_dir_without_etcd_data_is_refused_unless_allowed(run, node, tmp_pat
 
     warned = run(args(node, data_dir=empty), check=True)
     assert warned['changed'] is True
-    assert any('holds no etcd data' in warning for warning in warned['warnings'])
+    assert any('holds no etcd data' in warning for warning in module_exits)
 
     allowed = run(args(node, data_dir=empty, allow_empty=True))
     assert allowed['changed'] is True and allowed['data_dir'] == empty

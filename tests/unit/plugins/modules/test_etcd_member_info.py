@@ -6,56 +6,15 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-import importlib.util
 import os
-import sys
 
 import pytest
 
 from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.kubeops.etcd.plugins.modules import etcd_member_info
 
-
-def _load_fakes():
-    name = 'kubeops_etcd_unit_fakes'
-    if name not in sys.modules:
-        path = os.path.join(os.path.dirname(__file__), '..', '..', 'fixtures', 'etcd_outputs', 'fakes.py')
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules[name] = module
-    return sys.modules[name]
-
-
-fakes = _load_fakes()
-
-
-class ExitJson(Exception):
-    pass
-
-
-class FailJson(Exception):
-    pass
-
-
-@pytest.fixture(autouse=True)
-def module_exits(monkeypatch):
-    warnings = []
-
-    def exit_json(self, **kwargs):
-        kwargs.setdefault('changed', False)
-        raise ExitJson(kwargs)
-
-    def fail_json(self, **kwargs):
-        kwargs['failed'] = True
-        raise FailJson(kwargs)
-
-    monkeypatch.setattr(basic.AnsibleModule, 'exit_json', exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, 'fail_json', fail_json)
-    monkeypatch.setattr(basic.AnsibleModule, 'warn', lambda self, warning: warnings.append(warning))
-    return warnings
+from unit_helpers import fakes, run_module
 
 
 MANIFEST = '''apiVersion: v1
@@ -100,7 +59,7 @@ spec:
 
 
 @pytest.fixture
-def node(tmp_path):
+def node(tmp_path, tls):
     data = tmp_path / 'var-lib-etcd'
     (data / 'member' / 'snap').mkdir(parents=True)
     (data / 'member' / 'snap' / 'db').write_bytes(b'\0' * 8192)
@@ -109,11 +68,6 @@ def node(tmp_path):
     os.symlink('/etc/passwd', str(data / 'member' / 'link'))
     os.chmod(str(data), 0o700)
     manifest = tmp_path / 'etcd.yaml'
-    tls = {}
-    for option in ('cacert', 'cert', 'key'):
-        path = tmp_path / ('%s.pem' % option)
-        path.write_text('PEM')
-        tls[option] = str(path)
     return {'tmp': tmp_path, 'data': data, 'manifest': manifest, 'tls': tls}
 
 
@@ -122,10 +76,7 @@ def write_manifest(node, image='3.5.16-0', data=None):
 
 
 def run(args):
-    with patch_module_args(args):
-        with pytest.raises((ExitJson, FailJson)) as caught:
-            etcd_member_info.main()
-    return caught.type is ExitJson, caught.value.args[0]
+    return run_module(etcd_member_info, args)
 
 
 @pytest.mark.parametrize('version, restore_tool, bump', [

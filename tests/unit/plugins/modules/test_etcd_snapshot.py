@@ -7,77 +7,24 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import hashlib
-import importlib.util
 import json
 import os
 import stat
-import sys
 
 import pytest
 
-from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
-
 from ansible_collections.kubeops.etcd.plugins.modules import etcd_snapshot
 
-
-def _load_fakes():
-    name = 'kubeops_etcd_unit_fakes'
-    if name not in sys.modules:
-        path = os.path.join(os.path.dirname(__file__), '..', '..', 'fixtures', 'etcd_outputs', 'fakes.py')
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules[name] = module
-    return sys.modules[name]
-
-
-fakes = _load_fakes()
-
-
-class ExitJson(Exception):
-    pass
-
-
-class FailJson(Exception):
-    pass
-
-
-@pytest.fixture(autouse=True)
-def module_exits(monkeypatch):
-    warnings = []
-
-    def exit_json(self, **kwargs):
-        kwargs.setdefault('changed', False)
-        raise ExitJson(kwargs)
-
-    def fail_json(self, **kwargs):
-        kwargs['failed'] = True
-        raise FailJson(kwargs)
-
-    monkeypatch.setattr(basic.AnsibleModule, 'exit_json', exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, 'fail_json', fail_json)
-    monkeypatch.setattr(basic.AnsibleModule, 'warn', lambda self, warning: warnings.append(warning))
-    return warnings
+from unit_helpers import fakes, run_module
 
 
 @pytest.fixture
-def node(tmp_path, monkeypatch):
-    tls = {}
-    for option in ('cacert', 'cert', 'key'):
-        path = tmp_path / ('%s.pem' % option)
-        path.write_text('PEM')
-        tls[option] = str(path)
+def node(tmp_path, tls):
     return {'tmp': tmp_path, 'tls': tls, 'backups': tmp_path / 'backups'}
 
 
 def run(args, check_mode=False):
-    if check_mode:
-        args = dict(args, _ansible_check_mode=True)
-    with patch_module_args(args):
-        with pytest.raises((ExitJson, FailJson)) as caught:
-            etcd_snapshot.main()
-    return caught.type is ExitJson, caught.value.args[0]
+    return run_module(etcd_snapshot, args, check=check_mode)
 
 
 def snapshot_args(node, fake, **overrides):

@@ -15,10 +15,11 @@ import sys
 import pytest
 
 from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.kubeops.etcd.plugins.module_utils.errors import EtcdModuleError
 from ansible_collections.kubeops.etcd.plugins.modules import static_pod
+
+from unit_helpers import run_module
 
 # A crictl stand-in that behaves like a kubelet reacting at once: a container of a pod runs
 # exactly while its manifest is in the manifests dir, unless config.json says it is stuck.
@@ -56,24 +57,6 @@ sys.exit(0)
 '''
 
 
-class ExitJson(Exception):
-    pass
-
-
-class FailJson(Exception):
-    pass
-
-
-def _exit_json(self, **kwargs):
-    kwargs.setdefault('changed', False)
-    raise ExitJson(kwargs)
-
-
-def _fail_json(self, **kwargs):
-    kwargs['failed'] = True
-    raise FailJson(kwargs)
-
-
 @pytest.fixture
 def node(tmp_path, monkeypatch):
     manifests = tmp_path / 'manifests'
@@ -95,22 +78,13 @@ def node(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def run(monkeypatch, node):
-    monkeypatch.setattr(basic.AnsibleModule, 'exit_json', _exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, 'fail_json', _fail_json)
-
+def run(node):
+    """The module's result, whether it exited or failed, for ``names`` in the node's manifests dir."""
     def _run(names, state, check=False, **more):
         args = {'names': names, 'state': state, 'manifests_dir': node['manifests'], 'holding_dir': node['holding'],
-                'crictl_path': node['crictl'], 'timeout': 2, '_ansible_check_mode': check}
+                'crictl_path': node['crictl'], 'timeout': 2}
         args.update(more)
-        with patch_module_args(args):
-            try:
-                static_pod.main()
-            except ExitJson as result:
-                return result.args[0]
-            except FailJson as result:
-                return result.args[0]
-        raise AssertionError('module did not exit')
+        return run_module(static_pod, args, check=check)[1]
     return _run
 
 

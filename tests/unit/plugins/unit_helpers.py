@@ -1,0 +1,99 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) kubeops.etcd contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""What the unit tests share, so that each test file holds only its own tests.
+
+``tests/unit/conftest.py`` puts this directory on ``sys.path`` (``from unit_helpers import ...``) and
+patches AnsibleModule's exits with :func:`exit_json` / :func:`fail_json` for every unit test.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import importlib.util
+import os
+import sys
+
+import pytest
+
+from ansible.module_utils.testing import patch_module_args
+
+FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'fixtures')
+
+
+def _load_fakes():
+    """``tests/unit/fixtures/etcd_outputs/fakes.py``, loaded once under a name no other module can take."""
+    name = 'kubeops_etcd_unit_fakes'
+    if name not in sys.modules:
+        path = os.path.join(FIXTURES, 'etcd_outputs', 'fakes.py')
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[name] = module
+    return sys.modules[name]
+
+
+fakes = _load_fakes()
+
+
+class ExitJson(Exception):
+    """AnsibleModule.exit_json was called; ``args[0]`` is the result."""
+
+
+class FailJson(Exception):
+    """AnsibleModule.fail_json was called; ``args[0]`` is the result."""
+
+
+def exit_json(self, **kwargs):
+    kwargs.setdefault('changed', False)
+    raise ExitJson(kwargs)
+
+
+def fail_json(self, **kwargs):
+    kwargs['failed'] = True
+    raise FailJson(kwargs)
+
+
+def run_module(module, args, check=False, diff=False):
+    """Run ``module.main()`` with ``args`` (in check/diff mode if asked): ``(True, result)`` when it
+    exited, ``(False, result)`` when it failed."""
+    args = dict(args)
+    if check:
+        args['_ansible_check_mode'] = True
+    if diff:
+        args['_ansible_diff'] = True
+    with patch_module_args(args):
+        with pytest.raises((ExitJson, FailJson)) as caught:
+            module.main()
+    return caught.type is ExitJson, caught.value.args[0]
+
+
+class FakeModule(object):
+    """Just what module_utils use of AnsibleModule: params, get_bin_path (from ``bin_dirs`` only) and atomic_move."""
+
+    def __init__(self, params=None, bin_dirs=()):
+        self.params = params or {}
+        self.bin_dirs = bin_dirs
+        self.moves = []
+
+    def get_bin_path(self, name, required=False, opt_dirs=None):
+        for directory in self.bin_dirs:
+            candidate = os.path.join(directory, name)
+            if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+                return candidate
+        return None
+
+    def atomic_move(self, src, dest):
+        self.moves.append((src, dest))
+        os.rename(src, dest)
+
+
+def write_tls(directory):
+    """Placeholder cacert/cert/key files in ``directory`` (a pathlib path): option name -> path."""
+    paths = {}
+    for option in ('cacert', 'cert', 'key'):
+        path = directory / ('%s.pem' % option)
+        path.write_text('PEM')
+        paths[option] = str(path)
+    return paths
