@@ -37,6 +37,42 @@ def _load_fakes():
 fakes = _load_fakes()
 
 
+# Per captured etcd version: the tool that restores snapshots and whether it has --bump-revision.
+RESTORE_TOOLS = [
+    ('3.4.23', 'etcdctl', False),
+    ('3.5.1', 'etcdutl', False),
+    ('3.5.16', 'etcdutl', True),
+    ('3.5.30', 'etcdutl', True),
+    ('3.6-upstream', 'etcdutl', True),
+]
+
+# A minimal kubeadm etcd manifest: where the modules find the client URL when no endpoints are given.
+ETCD_MANIFEST = '''apiVersion: v1
+kind: Pod
+metadata:
+  name: etcd
+  namespace: kube-system
+spec:
+  containers:
+  - command:
+    - etcd
+    - --advertise-client-urls=https://10.0.0.11:2379
+    - --data-dir=/var/lib/etcd
+    - --listen-client-urls=https://127.0.0.1:2379,https://10.0.0.11:2379
+    - --name=cp1
+    image: registry.k8s.io/etcd:3.5.16-0
+    name: etcd
+    volumeMounts:
+    - mountPath: /var/lib/etcd
+      name: etcd-data
+  volumes:
+  - hostPath:
+      path: /var/lib/etcd
+      type: DirectoryOrCreate
+    name: etcd-data
+'''
+
+
 class ExitJson(Exception):
     """AnsibleModule.exit_json was called; ``args[0]`` is the result."""
 

@@ -14,7 +14,7 @@ from ansible_collections.kubeops.etcd.plugins.module_utils import connection
 from ansible_collections.kubeops.etcd.plugins.module_utils.errors import EtcdModuleError
 from ansible_collections.kubeops.etcd.plugins.module_utils.runner import Runner
 
-from unit_helpers import FakeModule, fakes
+from unit_helpers import ETCD_MANIFEST, FakeModule, fakes
 
 
 class FakeManifest(object):
@@ -92,35 +92,9 @@ def test_needs_manifest():
 
 def test_load_manifest_reads_kubeadm_manifest(tmp_path):
     manifest_path = tmp_path / 'etcd.yaml'
-    manifest_path.write_text(MANIFEST)
+    manifest_path.write_text(ETCD_MANIFEST)
     manifest = connection.load_manifest(FakeModule({'manifest_path': str(manifest_path)}))
     assert manifest.advertise_client_urls == ['https://10.0.0.11:2379']
-
-
-MANIFEST = '''apiVersion: v1
-kind: Pod
-metadata:
-  name: etcd
-  namespace: kube-system
-spec:
-  containers:
-  - command:
-    - etcd
-    - --advertise-client-urls=https://10.0.0.11:2379
-    - --data-dir=/var/lib/etcd
-    - --listen-client-urls=https://127.0.0.1:2379,https://10.0.0.11:2379
-    - --name=cp1
-    image: registry.k8s.io/etcd:3.5.16-0
-    name: etcd
-    volumeMounts:
-    - mountPath: /var/lib/etcd
-      name: etcd-data
-  volumes:
-  - hostPath:
-      path: /var/lib/etcd
-      type: DirectoryOrCreate
-    name: etcd-data
-'''
 
 
 def _query(tmp_path, monkeypatch, tls, version, *scenario):

@@ -20,7 +20,7 @@ from ansible_collections.kubeops.etcd.plugins.module_utils.runner import (
     find_tool,
 )
 
-from unit_helpers import FakeModule, fakes
+from unit_helpers import RESTORE_TOOLS, FakeModule, fakes
 
 
 def python(code):
@@ -151,13 +151,7 @@ def test_find_tool_missing_required_names_package_and_option():
     assert 'etcd-server' in caught.value.msg and 'etcdutl_path' in caught.value.msg
 
 
-@pytest.mark.parametrize('version, restore_tool, bump', [
-    ('3.4.23', 'etcdctl', False),
-    ('3.5.1', 'etcdutl', False),
-    ('3.5.16', 'etcdutl', True),
-    ('3.5.30', 'etcdutl', True),
-    ('3.6-upstream', 'etcdutl', True),
-])
+@pytest.mark.parametrize('version, restore_tool, bump', RESTORE_TOOLS)
 def test_tools_detect_real_version_and_help_outputs(tmp_path, monkeypatch, version, restore_tool, bump):
     fake = fakes.FakeEtcd(tmp_path, monkeypatch, version)
     tools = EtcdTools.detect(FakeModule(bin_dirs=[fake.bin]), Runner(FakeModule()))

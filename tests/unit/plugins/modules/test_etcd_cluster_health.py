@@ -13,7 +13,7 @@ import pytest
 
 from ansible_collections.kubeops.etcd.plugins.modules import etcd_cluster_health
 
-from unit_helpers import fakes, run_module
+from unit_helpers import ETCD_MANIFEST, fakes, run_module
 
 
 def run(args):
@@ -109,7 +109,7 @@ def test_missing_key_file_fails_naming_it(tmp_path, monkeypatch, tls):
 def test_endpoints_from_kubeadm_manifest(tmp_path, monkeypatch, tls):
     fake = fakes.FakeEtcd(tmp_path, monkeypatch, '3.5.30')
     manifest = tmp_path / 'etcd.yaml'
-    manifest.write_text(MANIFEST)
+    manifest.write_text(ETCD_MANIFEST)
     args = health_args(tls, fake, manifest_path=str(manifest))
     del args['endpoints']
     ok, result = run(args)
@@ -130,29 +130,3 @@ def test_check_mode_is_supported(tmp_path, monkeypatch, tls):
     fake = fakes.FakeEtcd(tmp_path, monkeypatch, '3.5.30')
     ok, result = run(dict(health_args(tls, fake), _ansible_check_mode=True))
     assert ok and result['cluster']['healthy'] is True
-
-
-MANIFEST = '''apiVersion: v1
-kind: Pod
-metadata:
-  name: etcd
-  namespace: kube-system
-spec:
-  containers:
-  - command:
-    - etcd
-    - --advertise-client-urls=https://10.0.0.11:2379
-    - --data-dir=/var/lib/etcd
-    - --listen-client-urls=https://127.0.0.1:2379,https://10.0.0.11:2379
-    - --name=cp1
-    image: registry.k8s.io/etcd:3.5.16-0
-    name: etcd
-    volumeMounts:
-    - mountPath: /var/lib/etcd
-      name: etcd-data
-  volumes:
-  - hostPath:
-      path: /var/lib/etcd
-      type: DirectoryOrCreate
-    name: etcd-data
-'''

@@ -14,7 +14,7 @@ from ansible.module_utils import basic
 
 from ansible_collections.kubeops.etcd.plugins.modules import etcd_member_info
 
-from unit_helpers import fakes, run_module
+from unit_helpers import RESTORE_TOOLS, fakes, run_module
 
 
 MANIFEST = '''apiVersion: v1
@@ -79,13 +79,7 @@ def run(args):
     return run_module(etcd_member_info, args)
 
 
-@pytest.mark.parametrize('version, restore_tool, bump', [
-    ('3.4.23', 'etcdctl', False),
-    ('3.5.1', 'etcdutl', False),
-    ('3.5.16', 'etcdutl', True),
-    ('3.5.30', 'etcdutl', True),
-    ('3.6-upstream', 'etcdutl', True),
-])
+@pytest.mark.parametrize('version, restore_tool, bump', RESTORE_TOOLS)
 def test_describes_member_data_dir_and_tools(node, monkeypatch, module_exits, version, restore_tool, bump):
     fake = fakes.FakeEtcd(node['tmp'], monkeypatch, version)
     write_manifest(node)
