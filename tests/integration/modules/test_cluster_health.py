@@ -8,16 +8,12 @@ import time
 import pytest
 import yaml
 
-from conftest import ETCD_VERSIONS
+from modhelpers import labs, wait_healthy
 
 HELD = "/etc/kubernetes/kubeops-it-held-etcd.yaml"
 MANIFEST = "/etc/kubernetes/manifests/etcd.yaml"
 
-pytestmark = pytest.mark.parametrize(
-    "lab",
-    [pytest.param({"nodes": 3, "etcd_version": version, "ip_base": 190 + 4 * index}, id=version)
-     for index, version in enumerate(ETCD_VERSIONS)],
-    indirect=True, scope="module")
+pytestmark = pytest.mark.parametrize("lab", labs(190, nodes=3), indirect=True, scope="module")
 
 
 def playbook(name, args, hosts="cp1"):
@@ -52,13 +48,6 @@ def stop_member(lab, host):
 
 def start_member(lab, host):
     lab.exec(host, ["mv", HELD, MANIFEST], check=True)
-
-
-def wait_healthy(lab, timeout=90):
-    deadline = time.time() + timeout
-    while lab.etcdctl("endpoint", "health", check=False, timeout=20).returncode != 0:
-        assert time.time() < deadline, "etcd did not become healthy"
-        time.sleep(1)
 
 
 def test_healthy_cluster_seen_alike_from_every_node(lab, run_playbook):

@@ -8,7 +8,7 @@ import time
 import pytest
 import yaml
 
-from conftest import ETCD_VERSIONS
+from modhelpers import labs, read, run_task
 
 MANIFEST = "/etc/kubernetes/manifests/etcd.yaml"
 BACKUP_DIR = "/etc/kubernetes/kubeops-etcd/manifest-backups"
@@ -16,24 +16,8 @@ TASK = "Point etcd at another data dir"
 KEY = "/kubeops-it/manifest-datadir"
 
 
-def labs():
-    return [pytest.param({"nodes": 1, "etcd_version": version, "ip_base": 200 + 4 * index}, id=version)
-            for index, version in enumerate(ETCD_VERSIONS)]
-
-
-def playbook(args):
-    return yaml.safe_dump([{"name": "etcd_manifest_datadir", "hosts": "kube_control_plane", "gather_facts": False,
-                            "tasks": [{"name": TASK, "kubeops.etcd.etcd_manifest_datadir": args}]}], sort_keys=False)
-
-
 def run_module(run_playbook, lab, args, check=False, diff=False):
-    run = run_playbook(lab, playbook(args), check=check, diff=diff)
-    return run, run.result(TASK, "cp1")
-
-
-def read(path):
-    with open(path, "rb") as handle:
-        return handle.read()
+    return run_task(run_playbook, lab, TASK, "etcd_manifest_datadir", args, check=check, diff=diff)
 
 
 def running_etcd(lab):
@@ -56,7 +40,7 @@ def backups(lab):
     return sorted(os.listdir(path)) if os.path.isdir(path) else []
 
 
-@pytest.mark.parametrize("lab", labs(), indirect=True)
+@pytest.mark.parametrize("lab", labs(200), indirect=True)
 def test_repoint_data_dir_and_back(lab, run_playbook):
     lab.etcdctl("put", KEY, "in the old data dir")
     manifest_path = lab.node_path("cp1", MANIFEST)
@@ -116,7 +100,7 @@ def test_repoint_data_dir_and_back(lab, run_playbook):
     assert lab.etcdctl("get", KEY, "--print-value-only").stdout.strip() == "in the old data dir"
 
 
-@pytest.mark.parametrize("lab", labs(), indirect=True)
+@pytest.mark.parametrize("lab", labs(200), indirect=True)
 def test_refusals_name_the_problem_and_change_nothing(lab, run_playbook):
     manifest_path = lab.node_path("cp1", MANIFEST)
     original = read(manifest_path)

@@ -11,18 +11,13 @@ import stat
 import pytest
 import yaml
 
-from conftest import ETCD_VERSIONS
+from modhelpers import BUMP_SUPPORTED, labs
 
 MEMBER_NAMES = ["etcd-a", "etcd-b", "etcd-c"]
 DATA_DIR = "/var/lib/etcd-data"
-# etcdctl 3.4.23 and etcdutl 3.5.1 predate --bump-revision (3.4.27 / 3.5.10).
-BUMP_SUPPORTED = {"3.4.23": False, "3.5.1": False, "3.5.16": True, "3.5.30": True}
 
 pytestmark = pytest.mark.parametrize(
-    "lab",
-    [pytest.param({"nodes": 3, "etcd_version": version, "ip_base": 170 + 4 * index, "no_tools": "cp3",
-                   "member_names": ",".join(MEMBER_NAMES), "data_dir": DATA_DIR}, id=version)
-     for index, version in enumerate(ETCD_VERSIONS)],
+    "lab", labs(170, nodes=3, no_tools="cp3", member_names=",".join(MEMBER_NAMES), data_dir=DATA_DIR),
     indirect=True, scope="module")
 
 

@@ -9,74 +9,19 @@ import json
 import os
 import shutil
 import tempfile
-import time
 
 import pytest
-import yaml
 
-from conftest import ETCD_VERSIONS
+from modhelpers import BUMP_SUPPORTED, four_runs, labs, run_task, tree_state, wait_healthy
 
 BUMP = 1000000000
-# etcdctl 3.4.23 and etcdutl 3.5.1 predate --bump-revision (3.4.27 / 3.5.10).
-BUMP_SUPPORTED = {"3.4.23": False, "3.5.1": False, "3.5.16": True, "3.5.30": True}
 PREFIX = "/kubeops-it/"
 SNAPSHOT_KEYS = {PREFIX + "a": "one", PREFIX + "b": "two", PREFIX + "c": "three"}
-
-
-def single_node_labs():
-    return [pytest.param({"nodes": 1, "etcd_version": version, "ip_base": 230 + 4 * index}, id=version)
-            for index, version in enumerate(ETCD_VERSIONS)]
-
-
-def playbook(task_name, module, args, hosts="kube_control_plane"):
-    return yaml.safe_dump([{
-        "name": "kubeops.etcd integration: " + task_name,
-        "hosts": hosts,
-        "gather_facts": False,
-        "tasks": [{"name": task_name, "kubeops.etcd." + module: args}],
-    }], sort_keys=False)
-
-
-def four_runs(run_playbook, lab, task_name, module, args, host="cp1", first_changes=True):
-    """check, real, again, again in check: the pattern every state-changing module must pass."""
-    results = []
-    for check in (True, False, False, True):
-        run = run_playbook(lab, playbook(task_name, module, args), check=check)
-        assert run.rc == 0, run
-        results.append(run.result(task_name, host))
-    assert [r["changed"] for r in results] == [first_changes, first_changes, False, False], results
-    return results
-
-
-def run_once(run_playbook, lab, task_name, module, args, host="cp1", check=False):
-    run = run_playbook(lab, playbook(task_name, module, args), check=check)
-    return run, run.result(task_name, host)
 
 
 def get_prefix(lab):
     output = lab.etcdctl("get", "--prefix", PREFIX).stdout.splitlines()
     return dict(zip(output[0::2], output[1::2]))
-
-
-def wait_healthy(lab, timeout=90):
-    deadline = time.time() + timeout
-    while True:
-        probe = lab.etcdctl("endpoint", "health", check=False, timeout=20)
-        if probe.returncode == 0:
-            return
-        assert time.time() < deadline, "etcd did not become healthy: %s" % probe.stderr
-        time.sleep(1)
-
-
-def tree_state(path):
-    """Names, sizes and mtimes below path: equal before and after means nothing on disk changed."""
-    state = {}
-    for root, dirs, files in os.walk(path):
-        for name in dirs + files:
-            full = os.path.join(root, name)
-            info = os.lstat(full)
-            state[os.path.relpath(full, path)] = (info.st_size, info.st_mtime_ns, info.st_mode)
-    return state
 
 
 @pytest.fixture
@@ -100,7 +45,7 @@ def snapshot_then_change(lab, workdir):
     return snapshot
 
 
-@pytest.mark.parametrize("lab", single_node_labs(), indirect=True)
+@pytest.mark.parametrize("lab", labs(230), indirect=True)
 def test_restore_round_trip_reads_back_exactly_the_snapshot(lab, run_playbook, workdir):
     node = lab.state["nodes"][0]
     version = node["etcd_version"]
@@ -127,7 +72,7 @@ def test_restore_round_trip_reads_back_exactly_the_snapshot(lab, run_playbook, w
 
     # Refusals first: nothing on disk may change.
     live_before = tree_state(lab.node_path("cp1", old_data_dir))
-    run, refused = run_once(run_playbook, lab, "Restore into the live data dir", "etcd_restore",
+    run, refused = run_task(run_playbook, lab, "Restore into the live data dir", "etcd_restore",
                             dict(restore_args, data_dir=old_data_dir, force=True))
     assert run.rc != 0
     assert "is not empty" in refused["msg"] and "was not written by etcd_restore" in refused["msg"]
@@ -137,7 +82,7 @@ def test_restore_round_trip_reads_back_exactly_the_snapshot(lab, run_playbook, w
     if BUMP_SUPPORTED[version]:
         restore_args.update(bump_revision=BUMP, mark_compacted=True)
     else:
-        run, refused = run_once(run_playbook, lab, "Restore with a revision bump", "etcd_restore",
+        run, refused = run_task(run_playbook, lab, "Restore with a revision bump", "etcd_restore",
                                 dict(restore_args, bump_revision=BUMP, mark_compacted=True))
         assert run.rc != 0
         tool = "etcdctl" if version.startswith("3.4") else "etcdutl"

@@ -18,18 +18,14 @@ import time
 import pytest
 import yaml
 
-from conftest import ETCD_VERSIONS
+from modhelpers import labs, tree_state
 
 BACKUP_DIR = "/var/lib/kubeops-it/backups"   # node-private (/var/lib is bind-mounted per node)
 DEST = BACKUP_DIR + "/etcd.db"
 BAD_DIR = "/var/lib/kubeops-it/bad"
 KEY = "/registry/kubeops-it/roundtrip"
 
-pytestmark = pytest.mark.parametrize(
-    "lab",
-    [pytest.param({"nodes": 3, "etcd_version": version, "ip_base": 150 + 4 * index}, id=version)
-     for index, version in enumerate(ETCD_VERSIONS)],
-    indirect=True, scope="module")
+pytestmark = pytest.mark.parametrize("lab", labs(150, nodes=3), indirect=True, scope="module")
 
 
 def playbook(tasks, hosts="cp1"):
@@ -75,17 +71,6 @@ def cluster_status(lab):
 
 def host_path(lab, path):
     return lab.node_path("cp1", path)
-
-
-def tree_state(path):
-    """Names, sizes, mtimes and modes below path (empty when missing): equal means nothing changed."""
-    state = {}
-    for root, dirs, files in os.walk(path):
-        for name in dirs + files:
-            full = os.path.join(root, name)
-            info = os.lstat(full)
-            state[os.path.relpath(full, path)] = (info.st_size, info.st_mtime_ns, info.st_mode)
-    return state
 
 
 def sha256(path):
