@@ -4,6 +4,7 @@ import base64
 import json
 import os
 import ssl
+import time
 import urllib.request
 
 import yaml
@@ -37,6 +38,37 @@ def backup(run_playbook, lab, dest_dir, **extra_vars):
 def restore(run_playbook, lab, snapshot, check=False, extra_args=None, **extra_vars):
     return run_playbook(lab, RESTORE_PLAYBOOK, extra_vars=dict({"snapshot": snapshot}, **extra_vars), check=check,
                         extra_args=extra_args)
+
+
+def backup_with_marker(run_playbook, lab, dest_dir, prefix):
+    """Write ``<prefix>in-snapshot`` and take a backup: the snapshot's path."""
+    lab.etcdctl("put", prefix + "in-snapshot", "yes")
+    return backup(run_playbook, lab, dest_dir)["snapshot"]
+
+
+def restore_round_trip(run_playbook, lab, snapshot, prefix):
+    """Write a key the snapshot lacks, restore: the snapshot's keys exactly, under a new cluster id. The run."""
+    keys_at_backup = keys(lab, with_values=True)
+    lab.etcdctl("put", prefix + "after-backup", "must-vanish")
+    old_cluster = cluster_id(lab)
+
+    run = restore(run_playbook, lab, snapshot)
+    assert run.rc == 0, run
+
+    restored_keys = keys(lab, with_values=True)
+    assert restored_keys == keys_at_backup, (restored_keys, keys_at_backup)
+    assert cluster_id(lab) != old_cluster, old_cluster
+    return run
+
+
+def wait_for(predicate, timeout, interval=1):
+    """Whether predicate() came true within timeout seconds."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False
 
 
 def hosts(lab):

@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import signal
-import time
 
 import pytest
 
@@ -114,15 +113,6 @@ def test_check_mode_prints_the_plan_and_changes_nothing(lab, run_playbook, snaps
     assert h.keys(lab, with_values=True) == keys_before
 
 
-def _wait(predicate, timeout=60):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.5)
-    return False
-
-
 def test_backup_refuses_an_unhealthy_cluster_unless_forced(lab, run_playbook, tmp_path):
     # An outage of one member: cp3's etcd process is frozen (SIGSTOP), its pod and manifest stay in place.
     etcd_pid = h.container_pid(lab, "cp3", "etcd")
@@ -141,4 +131,4 @@ def test_backup_refuses_an_unhealthy_cluster_unless_forced(lab, run_playbook, tm
             assert json.load(handle)["cluster_healthy"] is False
     finally:
         os.kill(etcd_pid, signal.SIGCONT)
-        assert _wait(lambda: lab.etcdctl("endpoint", "health", check=False).returncode == 0, timeout=90)
+        assert h.wait_for(lambda: lab.etcdctl("endpoint", "health", check=False).returncode == 0, timeout=90, interval=0.5)

@@ -3,7 +3,6 @@ data it had before (test hook etcd_restore_fail_after_step=start_etcd); a rollba
 (test hook etcd_restore_fail_in_rollback) describes the node's state, and its hand steps finish the job."""
 
 import os
-import time
 
 import pytest
 
@@ -17,20 +16,12 @@ PREFIX = "/kubeops-pb1/"
 
 @pytest.fixture(scope="module")
 def snapshot(lab, run_playbook, tmp_path_factory):
-    lab.etcdctl("put", PREFIX + "in-snapshot", "yes")
-    return h.backup(run_playbook, lab, str(tmp_path_factory.mktemp("backups")))["snapshot"]
+    return h.backup_with_marker(run_playbook, lab, str(tmp_path_factory.mktemp("backups")), PREFIX)
 
 
 def test_single_node_restore(lab, run_playbook, snapshot):
-    keys_at_backup = h.keys(lab, with_values=True)
-    lab.etcdctl("put", PREFIX + "after-backup", "must-vanish")
-    old_cluster = h.cluster_id(lab)
+    run = h.restore_round_trip(run_playbook, lab, snapshot, PREFIX)
 
-    run = h.restore(run_playbook, lab, snapshot)
-    assert run.rc == 0, run
-
-    assert h.keys(lab, with_values=True) == keys_at_backup
-    assert h.cluster_id(lab) != old_cluster
     member = h.custom_stat(run, "etcd_restore")["members"][0]
     assert h.manifest_data_dir(lab, "cp1") == member["new_data_dir"]
     assert h.readyz(lab, "cp1") == (200, "ok")
@@ -58,15 +49,6 @@ def test_single_node_rollback_after_etcd_started_on_the_restored_data(lab, run_p
     assert [d for d in h.listdir(lab, "cp1", "/var/lib") if ".failed-" in d]
 
 
-def _wait(predicate, timeout=120):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(1)
-    return False
-
-
 def test_incomplete_rollback_describes_each_node_and_its_hand_steps_work(lab, run_playbook, snapshot):
     keys_before = h.keys(lab, with_values=True)
     cluster_before = h.cluster_id(lab)
@@ -90,8 +72,8 @@ def test_incomplete_rollback_describes_each_node_and_its_hand_steps_work(lab, ru
     for name in h.MANIFESTS:
         os.rename(lab.node_path("cp1", h.HOLDING_DIR + "/" + name),
                   lab.node_path("cp1", "/etc/kubernetes/manifests/" + name))
-    assert _wait(lambda: lab.etcdctl("endpoint", "health", check=False).returncode == 0)
-    assert _wait(lambda: h.readyz_ok(lab, "cp1"))
+    assert h.wait_for(lambda: lab.etcdctl("endpoint", "health", check=False).returncode == 0, timeout=120)
+    assert h.wait_for(lambda: h.readyz_ok(lab, "cp1"), timeout=120)
     assert h.cluster_id(lab) == cluster_before
     assert h.keys(lab, with_values=True) == keys_before
     for name in h.MANIFESTS:
