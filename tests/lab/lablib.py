@@ -38,6 +38,7 @@ sys.path.insert(0, STANDINS)
 import etcdfetch  # noqa: E402
 import manifests  # noqa: E402
 import pki  # noqa: E402
+from standinlib import remove_created_mount_points  # noqa: E402
 
 DEFAULT_VERSION = "3.5.30"
 PRIVATE_DIRS = ("/etc/kubernetes", "/var/lib")   # node-private trees (bind-mounted in the node)
@@ -660,15 +661,7 @@ class Lab:
                         made = json.load(f)
                 except (OSError, ValueError):
                     continue
-                for p in reversed(made):
-                    try:
-                        if not p.startswith(tuple(PRIVATE_DIRS)):
-                            if os.path.isdir(p) and not os.path.islink(p):
-                                os.rmdir(p)
-                            elif os.path.isfile(p) and os.path.getsize(p) == 0:
-                                os.unlink(p)
-                    except OSError:
-                        pass
+                remove_created_mount_points(made, keep=PRIVATE_DIRS)
         # host mounts below the lab dir (none are made on the host, but be thorough)
         with open("/proc/self/mounts") as f:
             mps = [line.split()[1] for line in f]

@@ -15,19 +15,9 @@ import re
 import sys
 import time
 
+from standinlib import proc_start
+
 STATE = "/var/lib/kubelet-standin/state.json"
-
-
-def proc_start(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            data = f.read()
-    except OSError:
-        return None
-    rest = data[data.rindex(")") + 2:].split()
-    if rest[0] in ("Z", "X"):
-        return None
-    return int(rest[19])
 
 
 def load():

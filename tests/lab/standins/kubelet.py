@@ -36,6 +36,8 @@ import time
 
 import yaml
 
+from standinlib import proc_start, remove_created_mount_points
+
 CONFIG = "/var/lib/kubelet-standin/node.json"
 BASE = "/var/lib/kubelet-standin"
 STATE = BASE + "/state.json"
@@ -51,19 +53,6 @@ _sigterm = False
 def log(msg):
     sys.stdout.write("%s kubelet: %s\n" % (time.strftime("%H:%M:%S"), msg))
     sys.stdout.flush()
-
-
-def proc_start(pid):
-    """Start time of pid (clock ticks) or None when gone/zombie."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            data = f.read()
-    except OSError:
-        return None
-    rest = data[data.rindex(")") + 2:].split()
-    if rest[0] in ("Z", "X"):
-        return None
-    return int(rest[19])
 
 
 def proc_state(pid, start):
@@ -334,14 +323,7 @@ class Kubelet:
         try:
             with open(f) as fh:
                 paths = json.load(fh)
-            for p in reversed(paths):
-                try:
-                    if os.path.isdir(p) and not os.path.islink(p):
-                        os.rmdir(p)
-                    elif os.path.isfile(p) and os.path.getsize(p) == 0:
-                        os.unlink(p)
-                except OSError:
-                    pass
+            remove_created_mount_points(paths)
             os.unlink(f)
         except (OSError, ValueError):
             pass
