@@ -90,7 +90,7 @@ def manual_restore(lab, snapshot):
 
     def member_info(host):
         text = open(lab.node_path(host, "/etc/kubernetes/manifests/etcd.yaml")).read()
-        flags = dict(line.strip()[2:].split("=", 1) for line in text.splitlines()
+        flags = dict(line.strip()[len("- --"):].split("=", 1) for line in text.splitlines()
                      if line.strip().startswith("- --") and "=" in line)
         return {"name": flags["name"], "peer": flags["initial-advertise-peer-urls"]}
 
@@ -281,6 +281,8 @@ def main():
         hosts = sorted(run.summary)
         report["restore_task_results_per_host"] = {h: sum(1 for r in run.results if r["host"] == h) for h in hosts}
         report["restore_tasks_run"] = len(set(r["task"] for r in run.results))
+        report["restore_slowest_tasks"] = run.slowest_tasks(10)
+        report["playbook_restore_downtime_seconds"] = run.stats.get("etcd_restore", {}).get("downtime_seconds")
 
         sizes = [int(s) for s in args.memory_sizes_mb.split(",") if s]
         if sizes:
@@ -300,7 +302,11 @@ def print_table(r):
     print("|---|---|---|")
     print("| backup (s) | %s | %s |" % (r["manual_backup_seconds"], r["playbook_backup_seconds"]))
     print("| restore (s) | %s | %s |" % (r["manual_restore_seconds"], r["playbook_restore_seconds"]))
+    print("| API servers down during the restore (s) | %s | %s |" % (
+        round(sum(v for k, v in r["manual_restore_steps"].items() if k != "copy"), 2),
+        r.get("playbook_restore_downtime_seconds")))
     print("\nmanual restore steps (s): %s" % r["manual_restore_steps"])
+    print("slowest restore tasks (s): %s" % r.get("restore_slowest_tasks"))
     print("restore: %s distinct tasks; task results per host: %s" % (
         r["restore_tasks_run"], r["restore_task_results_per_host"]))
     for row in r.get("module_memory", []):
