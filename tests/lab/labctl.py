@@ -54,6 +54,19 @@ def main(argv=None):
     s.add_argument("--dir", dest="dir2", default=None)
     s.add_argument("node")
     s.add_argument("argv", nargs=argparse.REMAINDER)
+    s = sub.add_parser("fault", help="make a static pod fail to start on a node (lab fault, see docs/lab.md)")
+    fsub = s.add_subparsers(dest="fault_cmd", required=True)
+    f = fsub.add_parser("set", help="every start of the pod's containers fails while the condition holds")
+    f.add_argument("--dir", dest="dir2", default=None)
+    f.add_argument("--node", required=True)
+    f.add_argument("--pod", required=True, help="static pod metadata.name, e.g. etcd, kube-apiserver")
+    f.add_argument("--when-manifests-match", default="",
+                   help="Python regex searched in the node's manifests (all, concatenated); empty: always")
+    f.add_argument("--message", default="lab fault", help="container log line `lab fault: <message>`")
+    f = fsub.add_parser("clear", help="remove the fault of one pod (or all faults) of a node")
+    f.add_argument("--dir", dest="dir2", default=None)
+    f.add_argument("--node", required=True)
+    f.add_argument("--pod", default=None)
     a = p.parse_args(argv)
     lab = lablib.Lab(a.dir2 or a.dir, a.cache)
 
@@ -105,6 +118,13 @@ def main(argv=None):
             return subprocess.call(lab.nsenter_argv(a.node) + cmd, env=env)
         if a.cmd == "ssh":
             return subprocess.call(lab.ssh_argv(a.node) + rest(a.argv))
+        if a.cmd == "fault" and a.fault_cmd == "set":
+            print(lab.set_fault(a.node, a.pod, when_manifests_match=a.when_manifests_match, message=a.message))
+            return 0
+        if a.cmd == "fault" and a.fault_cmd == "clear":
+            for pod in lab.clear_faults(a.node, a.pod):
+                print("removed fault of %s on %s" % (pod, a.node))
+            return 0
     except lablib.LabError as e:
         print("labctl: error: %s" % e, file=sys.stderr)
         return 2

@@ -16,11 +16,14 @@ API (used by the test harness):
     lab.exec(node, argv, check=False, **kw)       -> CompletedProcess (inside the node's namespaces)
     lab.node_path(node, abs_path)                 -> host path of a node-private file
     lab.load(keys, value_bytes)                   -> dict(keys=..., bytes=..., seconds=...)
+    lab.set_fault(host, pod, when_manifests_match="", message="lab fault")  -> host path of the fault file
+    lab.clear_faults(host, pod=None)              -> pod names whose fault was removed
 """
 import base64
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -44,6 +47,7 @@ DEFAULT_VERSION = "3.5.30"
 PRIVATE_DIRS = ("/etc/kubernetes", "/var/lib")   # node-private trees (bind-mounted in the node)
 MOUNTPOINT_MARKER = ".kubeops-lab-mountpoint"
 NODE_BIN_MOUNT = "/usr/local/sbin"              # node bin dir is bind-mounted here (first on root's PATH)
+FAULTS_DIR = "/var/lib/kubelet-standin/faults"  # read by the kubelet stand-in before each container start
 SSH_OPTS = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
             "-o", "BatchMode=yes", "-o", "ConnectTimeout=5"]
 
@@ -179,6 +183,46 @@ class Lab:
         if p == NODE_BIN_MOUNT or p.startswith(NODE_BIN_MOUNT + "/"):
             return n["bin_dir"] + p[len(NODE_BIN_MOUNT):]
         return p
+
+    # ---- faults -----------------------------------------------------------------
+    def _fault_path(self, host, pod):
+        if not pod or "/" in pod or pod.startswith("."):
+            raise LabError("fault: %r is not a static pod name (metadata.name, e.g. etcd)" % (pod,))
+        return self.node_path(host, "%s/%s.json" % (FAULTS_DIR, pod))
+
+    def set_fault(self, host, pod, when_manifests_match="", message="lab fault"):
+        """Make every start of a container of static pod `pod` (metadata.name) on `host` fail (exit 1,
+        log line `lab fault: <message>`) while `when_manifests_match` is empty or re.search()es the
+        node's manifests (all loaded files, concatenated in file name order). The kubelet stand-in
+        reads the file before each start, so the fault hits the next start, not a running container."""
+        when_manifests_match = when_manifests_match or ""
+        try:
+            re.compile(when_manifests_match)
+        except re.error as e:
+            raise LabError("fault: when_manifests_match %r is not a Python regex: %s" % (when_manifests_match, e))
+        path = self._fault_path(host, pod)
+        _write(path, json.dumps({"when_manifests_match": when_manifests_match, "message": str(message)}) + "\n")
+        return path
+
+    def clear_faults(self, host, pod=None):
+        """Remove the fault of `pod` on `host` (all faults of the node when pod is None); idempotent.
+        -> names of the pods whose fault file was removed."""
+        if pod is not None:
+            paths = [self._fault_path(host, pod)]
+        else:
+            fdir = self.node_path(host, FAULTS_DIR)
+            try:
+                paths = [os.path.join(fdir, e) for e in sorted(os.listdir(fdir)) if e.endswith(".json")]
+            except FileNotFoundError:
+                paths = []
+        removed = []
+        for path in paths:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                continue
+            removed.append(os.path.basename(path)[:-len(".json")])
+        return removed
 
     # ---- commands ---------------------------------------------------------------
     def etcdctl_argv(self, node=None, endpoints=None):

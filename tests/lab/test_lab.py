@@ -1,7 +1,7 @@
 """Tests of the lab itself (run as root): `.venv/bin/pytest tests/lab -q`.
 
-They use their own lab dirs under /tmp and ip bases 100/110/120 so they never collide
-with the integration suites' labs (ip base 10, 40, 70, 200+).
+They use their own lab dirs under /tmp and ip bases 80/100/110/120 so they never collide
+with the integration suites' labs (ip base 10, 40-70, 150+).
 """
 import json
 import os
@@ -578,3 +578,163 @@ def test_not_root_is_a_clear_error(tmp_path):
                         "--dir", str(tmp_path / "x"), "up"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                        text=True, check=False)
     assert p.returncode != 0 and "root" in p.stderr
+
+
+# ---- lab faults: a static pod that does not come up, injected from outside the product -------------
+@pytest.fixture(scope="module")
+def fault_lab():
+    the_lab = lablib.Lab("/tmp/kubeops-faults-80")
+    the_lab.down()
+    the_lab.up(nodes=2, ip_base=80)
+    yield the_lab
+    the_lab.down()
+
+
+def all_attempts(lab, node, name):
+    """Every container crictl lists for `name`, newest first, with its exit code (skipping one that the
+    kubelet's container GC removed between `ps` and `inspect`)."""
+    out = []
+    for c in json.loads(crictl(lab, node, "ps", "-a", "--name", name, "-o", "json"))["containers"]:
+        p = lab.exec(node, ["crictl", "inspect", c["id"]])
+        if p.returncode == 0:
+            c["exitCode"] = json.loads(p.stdout)["status"]["exitCode"]
+            out.append(c)
+    return out
+
+
+def faulted_attempts(lab, node, pod, message):
+    """Attempt numbers the node's kubelet log reports failed by a lab fault (container named like its pod,
+    as in kubeadm's manifests)."""
+    with open(lab.node(node)["kubelet_log"]) as f:
+        klog = f.read()
+    rx = r"container %s of %s-%s attempt=(\d+) failed to start: lab fault: %s;" % (
+        re.escape(pod), re.escape(pod), node, re.escape(message))
+    return {int(a) for a in re.findall(rx, klog)}
+
+
+def failing_attempts(lab, node, name, pod_id, count, timeout=60):
+    """Poll until `count` attempts of pod `pod_id` failed; no container of `name` may run meanwhile."""
+    deadline = time.time() + timeout
+    while True:
+        assert running_ids(lab, node, name) == [], "%s runs on %s despite the fault" % (name, node)
+        attempts = [c for c in all_attempts(lab, node, name) if c["podSandboxId"] == pod_id]
+        if len(attempts) >= count:
+            return attempts
+        assert time.time() < deadline, "only %d failed attempts of %s on %s" % (len(attempts), name, node)
+        time.sleep(0.3)
+
+
+def replace_manifest(path, data):
+    tmp = os.path.join(os.path.dirname(path), "." + os.path.basename(path) + ".tmp")  # dot file: not loaded
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+def test_fault_fails_every_start_until_cleared(fault_lab):
+    lab = fault_lab
+    mdir = lab.node_path("cp1", "/etc/kubernetes/manifests")
+    held = lab.node_path("cp1", "/etc/kubernetes/held")
+    os.makedirs(held, exist_ok=True)
+    before = running_ids(lab, "cp1", "^kube-scheduler$")
+    assert len(before) == 1
+    old_pod = container(lab, "cp1", before[0])["pod_id"]
+    try:
+        p = subprocess.run([LABCTL, "fault", "set", "--node", "cp1", "--pod", "kube-scheduler",
+                            "--message", "scheduler image is broken", "--dir", lab.dir],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, check=False)
+        assert p.returncode == 0, p.stderr
+        fault_file = lab.node_path("cp1", "/var/lib/kubelet-standin/faults/kube-scheduler.json")
+        assert p.stdout.strip() == fault_file
+        with open(fault_file) as f:
+            assert json.load(f) == {"when_manifests_match": "", "message": "scheduler image is broken"}
+        # the fault hits the next start, not the running container
+        time.sleep(1.5)
+        assert running_ids(lab, "cp1", "^kube-scheduler$") == before
+        os.rename(os.path.join(mdir, "kube-scheduler.yaml"), os.path.join(held, "kube-scheduler.yaml"))
+        wait_for(lambda: not running_ids(lab, "cp1", "^kube-scheduler$"), 15, what="scheduler stop")
+        os.rename(os.path.join(held, "kube-scheduler.yaml"), os.path.join(mdir, "kube-scheduler.yaml"))
+        new_pod = wait_for(lambda: [q["id"] for q in json.loads(crictl(lab, "cp1", "pods", "-o", "json"))["items"]
+                                    if q["metadata"]["name"] == "kube-scheduler-cp1" and q["id"] != old_pod],
+                           15, what="new scheduler pod")[0]
+        failed = failing_attempts(lab, "cp1", "^kube-scheduler$", new_pod, 3)
+        numbers = sorted(c["metadata"]["attempt"] for c in failed)   # each a new container, attempt+1
+        assert numbers == list(range(numbers[0], numbers[0] + len(failed)))
+        assert len({c["id"] for c in failed}) == len(failed)
+        assert all(c["state"] == "CONTAINER_EXITED" and c["exitCode"] == 1 for c in failed)
+        table = [re.split(r" {2,}", line)   # CONTAINER IMAGE CREATED STATE NAME ATTEMPT POD ID POD
+                 for line in crictl(lab, "cp1", "ps", "-a", "--name", "^kube-scheduler$").splitlines()[1:]]
+        assert [r[3] for r in table if r[0] == failed[0]["id"][:13]] == ["Exited"]
+        assert crictl(lab, "cp1", "logs", failed[0]["id"]) == "lab fault: scheduler image is broken\n"
+        assert set(numbers) <= faulted_attempts(lab, "cp1", "kube-scheduler", "scheduler image is broken")
+    finally:
+        removed = lab.clear_faults("cp1", "kube-scheduler")
+        if os.path.exists(os.path.join(held, "kube-scheduler.yaml")):
+            os.rename(os.path.join(held, "kube-scheduler.yaml"), os.path.join(mdir, "kube-scheduler.yaml"))
+        os.rmdir(held)
+    assert removed == ["kube-scheduler"] and not os.path.exists(fault_file)
+    assert lab.clear_faults("cp1", "kube-scheduler") == []   # idempotent
+    # the next retry (after back-off) of the same pod runs normally
+    cid = wait_for(lambda: running_ids(lab, "cp1", "^kube-scheduler$"), 60, what="scheduler running again")[0]
+    c = container(lab, "cp1", cid)
+    assert c["pod_id"] == new_pod and c["attempt"] > max(f["metadata"]["attempt"] for f in failed)
+    assert "lab fault" not in crictl(lab, "cp1", "logs", cid)
+
+
+def test_conditional_fault_follows_the_manifests(fault_lab):
+    """A fault on etcd that applies only while the node's manifests contain a string."""
+    lab = fault_lab
+    path = lab.node_path("cp2", "/etc/kubernetes/manifests/etcd.yaml")
+    with open(path, "rb") as f:
+        original = f.read()
+    marker = "-fault-test-restored-"
+    assert marker.encode() not in original
+    with pytest.raises(lablib.LabError):
+        lab.set_fault("cp2", "etcd", when_manifests_match="(unbalanced")
+    assert not os.path.exists(lab.node_path("cp2", "/var/lib/kubelet-standin/faults/etcd.json"))
+    p = subprocess.run([LABCTL, "fault", "set", "--node", "cp2", "--pod", "etcd",
+                        "--when-manifests-match=" + marker, "--message", "restored data dir is corrupt",
+                        "--dir", lab.dir], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, check=False)
+    assert p.returncode == 0, p.stderr
+    try:
+        # no match: a restart of the unedited etcd runs normally
+        cid = running_ids(lab, "cp2", "^etcd$")[0]
+        first = container(lab, "cp2", cid)
+        os.kill(first["pid"], signal.SIGKILL)
+        again = wait_for(lambda: [i for i in running_ids(lab, "cp2", "^etcd$") if i != cid], 20,
+                         what="etcd restarted")[0]
+        assert container(lab, "cp2", again)["attempt"] == first["attempt"] + 1
+        wait_for(lambda: lab.etcdctl("endpoint", "health", node="cp2", check=False).returncode == 0, 30,
+                 what="etcd on cp2 healthy")
+        assert running_ids(lab, "cp2", "^etcd$") == [again]
+        # the edited manifest matches: the recreated pod never runs, every attempt fails
+        replace_manifest(path, original + ("# data dir /var/lib/etcd%s1\n" % marker).encode())
+        wait_for(lambda: not running_ids(lab, "cp2", "^etcd$"), 20, what="etcd stop")
+        new_pod = wait_for(lambda: [c["podSandboxId"] for c in all_attempts(lab, "cp2", "^etcd$")
+                                    if c["podSandboxId"] != first["pod_id"]], 15, what="new etcd pod")[0]
+        failed = failing_attempts(lab, "cp2", "^etcd$", new_pod, 2)
+        assert all(c["state"] == "CONTAINER_EXITED" and c["exitCode"] == 1 for c in failed)
+        assert crictl(lab, "cp2", "logs", failed[0]["id"]) == "lab fault: restored data dir is corrupt\n"
+        numbers = [c["metadata"]["attempt"] for c in failed]
+        assert set(numbers) <= faulted_attempts(lab, "cp2", "etcd", "restored data dir is corrupt")
+        assert lab.etcdctl("endpoint", "health", node="cp2", check=False, timeout=10).returncode != 0
+        # the manifest swapped back: the fault no longer matches, etcd runs and the cluster is healthy
+        replace_manifest(path, original)
+        wait_for(lambda: running_ids(lab, "cp2", "^etcd$"), 30, what="etcd running again")
+        wait_for(lambda: lab.etcdctl("endpoint", "health", check=False).returncode == 0, 60,
+                 what="every member healthy")
+        status = lab.status()
+        assert all(n["etcd_healthy"] for n in status["nodes"]), status
+        for n in lab.state["nodes"]:
+            wait_for(lambda: _readyz(n, lab.state["k8s_ca"]) == (200, "ok"), 60,
+                     what="kube-apiserver on %s ready" % n["host"])
+        assert os.path.exists(lab.node_path("cp2", "/var/lib/kubelet-standin/faults/etcd.json"))
+    finally:
+        with open(path, "rb") as f:
+            if f.read() != original:
+                replace_manifest(path, original)
+        p = subprocess.run([LABCTL, "fault", "clear", "--node", "cp2", "--dir", lab.dir],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, check=False)
+    assert p.returncode == 0 and p.stdout == "removed fault of etcd on cp2\n", p.stderr
+    assert not os.path.exists(lab.node_path("cp2", "/var/lib/kubelet-standin/faults/etcd.json"))

@@ -18,7 +18,15 @@ Imitates the parts of the kubelet that etcd backup/restore tooling touches:
 - keeps a container log per container under /var/lib/kubelet-standin/logs and a
   state file /var/lib/kubelet-standin/state.json that the crictl stand-in reads;
 - containers survive a kubelet restart (`systemctl restart kubelet`): the new
-  kubelet re-adopts them from the state file (pid + process start time).
+  kubelet re-adopts them from the state file (pid + process start time);
+- lab faults, injected from outside the product: before every start of a container of
+  pod P (first start and each restart after back-off) it reads
+  /var/lib/kubelet-standin/faults/P.json ({"when_manifests_match": regex,
+  "message": text}, P = metadata.name); when the file exists and the regex is empty or
+  re.search()es the concatenated text of every loaded manifest (file name order), the
+  container exits at once with code 1 and logs `lab fault: <message>` (an unusable fault
+  file fails the container too, saying why); the usual back-off applies and each retry
+  reads the file again.
 Not imitated: probes, images (an image maps to a directory of binaries: etcd:<v>-0 to
 the lab's etcd <v>, kube-* to the Python stand-ins, anything else runs host binaries),
 resources, non-hostPath volumes, the API server connection, mirror pods.
@@ -42,6 +50,7 @@ CONFIG = "/var/lib/kubelet-standin/node.json"
 BASE = "/var/lib/kubelet-standin"
 STATE = BASE + "/state.json"
 LOGS = BASE + "/logs"
+FAULTS = BASE + "/faults"
 GRACE = 10.0
 POLL = 0.5
 BACKOFF_MAX = 10.0
@@ -82,7 +91,9 @@ class Kubelet:
         self.exit_codes = {}  # pid -> rc (reaped children)
         self.keys = {}        # manifest sha256 -> (namespace, name) or None
         self.dups = {}        # file name -> sha256 already reported as duplicate
+        self.manifest_text = ""  # every loaded manifest, concatenated in file name order (for faults)
         os.makedirs(LOGS, exist_ok=True)
+        os.makedirs(FAULTS, exist_ok=True)
         self.load_state()
 
     # ---- state ----------------------------------------------------------------
@@ -144,6 +155,7 @@ class Kubelet:
         kubelet drops duplicate pod full names."""
         desired = {}
         seen = {}
+        texts = []
         try:
             names = sorted(os.listdir(self.manifests))
         except OSError:
@@ -159,6 +171,7 @@ class Kubelet:
                     data = f.read()
             except OSError:
                 continue
+            texts.append(data.decode("utf-8", errors="replace"))
             h = hashlib.sha256(data).hexdigest()
             key = self.pod_key(h, data)
             if key is None:
@@ -171,6 +184,7 @@ class Kubelet:
             seen[key] = name
             # like the kubelet's static pod UID: hash of the content and the file's path
             desired[hashlib.sha256((name + "\0" + h).encode()).hexdigest()] = (name, h, data)
+        self.manifest_text = "".join(texts)
         changed = False
         for k in list(self.pods):
             pod = self.pods[k]
@@ -269,12 +283,11 @@ class Kubelet:
         self.containers[cid] = c
         img_dir, err = self.image_path(ct["image"])
         if err:
-            with open(logf, "a") as f:
-                f.write(err + "\n")
-            self.mark_exited(c, 128)
-            ct["backoff"] = min(max(ct["backoff"] * 2, 1.0), BACKOFF_MAX)
-            ct["restart_at"] = time.time() + ct["backoff"]
-            log(err)
+            self.fail_start(pod, ct, c, 128, err)
+            return
+        fault = self.fault(pod)
+        if fault is not None:
+            self.fail_start(pod, ct, c, 1, "lab fault: " + fault)
             return
         env = {"PATH": ((img_dir + ":") if img_dir else "") + "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                "HOME": "/root", "HOSTNAME": os.uname().nodename, "KUBEOPS_LAB": self.cfg["lab_dir"],
@@ -293,6 +306,33 @@ class Kubelet:
         c["proc_start"] = proc_start(p.pid)
         c["state"] = "CONTAINER_RUNNING"
         log("started container %s of %s id=%s pid=%d attempt=%d" % (ct["name"], pod["name"], cid[:13], p.pid, attempt))
+
+    def fault(self, pod):
+        """Message of the lab fault on this pod if it applies now, else None (see the docstring)."""
+        path = os.path.join(FAULTS, pod["meta_name"] + ".json")
+        try:
+            with open(path) as f:
+                spec = json.load(f)
+            if not isinstance(spec, dict):
+                raise ValueError("not a JSON object")
+            regex = spec.get("when_manifests_match") or ""
+            if regex and not re.search(regex, self.manifest_text):
+                return None
+            return str(spec.get("message") or "lab fault")
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, TypeError, re.error) as e:
+            return "unusable fault file %s: %s" % (path, e)
+
+    def fail_start(self, pod, ct, c, rc, text):
+        """The container never runs: it exits at once with rc, `text` in its log, then back-off."""
+        with open(c["log_path"], "a") as f:
+            f.write(text + "\n")
+        self.mark_exited(c, rc)
+        ct["backoff"] = min(max(ct["backoff"] * 2, 1.0), BACKOFF_MAX)
+        ct["restart_at"] = time.time() + ct["backoff"]
+        log("container %s of %s attempt=%d failed to start: %s; restart in %.0fs"
+            % (ct["name"], pod["name"], c["attempt"], text, ct["backoff"]))
 
     def exit_file(self, c):
         if not self.cfg.get("run_dir"):
