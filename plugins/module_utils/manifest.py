@@ -18,6 +18,7 @@ __metaclass__ = type
 
 import errno
 import json
+import os
 import posixpath
 import re
 import traceback
@@ -399,3 +400,124 @@ class EtcdManifest(StaticPodManifest):
         if json.loads(json.dumps(data, default=str)) != expected:
             raise EtcdModuleError('internal error: editing hostPath in %s would change more than that path; '
                                   'nothing was written. Edit it by hand.' % self.path, path=self.path)
+
+
+# kube-apiserver ------------------------------------------------------------------------------------
+KUBE_APISERVER_DEFAULT_SECURE_PORT = 6443
+
+
+def container_flags(container):
+    """Flags of a container from its command and args (the binary itself, when named first, is skipped)."""
+    argv = list(container.get('command') or []) + list(container.get('args') or [])
+    if argv and not to_text(argv[0]).startswith('-'):
+        argv = argv[1:]
+    return parse_command_flags(argv)
+
+
+def url_host(address):
+    """An address as the host part of a URL: IPv6 literals in brackets."""
+    if ':' in address and not address.startswith('['):
+        return '[%s]' % address
+    return address
+
+
+class KubeApiServerManifest(StaticPodManifest):
+    """kubeadm's kube-apiserver static pod: where it serves and how it reaches etcd."""
+
+    def __init__(self, path, text, node, data):
+        super(KubeApiServerManifest, self).__init__(path, text, node, data)
+        self.container = self._find_apiserver_container()
+        self.flags = container_flags(self.container)
+        port = self.flags.get('--secure-port')
+        try:
+            self.secure_port = int(port) if port is not None else KUBE_APISERVER_DEFAULT_SECURE_PORT
+        except ValueError:
+            self.secure_port = None
+        if self.secure_port is None or not 0 < self.secure_port < 65536:
+            raise EtcdModuleError(
+                '--secure-port=%s of the kube-apiserver container in %s on %s is not a port number.'
+                % (port, path, node_name()), path=path)
+
+    def _find_apiserver_container(self):
+        containers = self.containers()
+        for container in containers:
+            command = container.get('command') or []
+            if command and posixpath.basename(to_text(command[0])) == 'kube-apiserver':
+                return container
+        for container in containers:
+            if container.get('name') == 'kube-apiserver':
+                return container
+        raise EtcdModuleError(
+            'No kube-apiserver container in %s on %s (looked for a container whose command runs kube-apiserver or '
+            'that is named kube-apiserver; found: %s).'
+            % (self.path, node_name(), ', '.join(str(c.get('name')) for c in containers) or 'no containers'),
+            path=self.path)
+
+    @property
+    def advertise_address(self):
+        return self.flags.get('--advertise-address') or None
+
+    @property
+    def readyz_url(self):
+        """``https://<advertise address>:<secure port>/readyz``, None without --advertise-address."""
+        if not self.advertise_address:
+            return None
+        return 'https://%s:%d/readyz' % (url_host(self.advertise_address), self.secure_port)
+
+    @property
+    def encryption_provider_config(self):
+        return self.flags.get('--encryption-provider-config') or None
+
+    @property
+    def etcd_servers(self):
+        return split_urls(self.flags.get('--etcd-servers'))
+
+    def describe(self):
+        """The facts the roles need, as etcd_member_info returns them under ``apiserver``."""
+        return {
+            'manifest_path': self.path,
+            'present': True,
+            'advertise_address': self.advertise_address,
+            'secure_port': self.secure_port,
+            'readyz_url': self.readyz_url,
+            'encryption_provider_config': self.encryption_provider_config,
+            'etcd_servers': self.etcd_servers,
+            'etcd_cafile': self.flags.get('--etcd-cafile') or None,
+            'etcd_certfile': self.flags.get('--etcd-certfile') or None,
+            'etcd_keyfile': self.flags.get('--etcd-keyfile') or None,
+        }
+
+
+def absent_kube_apiserver(path):
+    """The ``apiserver`` facts of a node without kube-apiserver.yaml (an external etcd host)."""
+    return {
+        'manifest_path': path,
+        'present': False,
+        'advertise_address': None,
+        'secure_port': None,
+        'readyz_url': None,
+        'encryption_provider_config': None,
+        'etcd_servers': [],
+        'etcd_cafile': None,
+        'etcd_certfile': None,
+        'etcd_keyfile': None,
+    }
+
+
+def describe_kube_apiserver(path):
+    """``apiserver`` facts of the manifest at path; ``present: false`` when there is no file.
+
+    A file that exists but cannot be read or is no kube-apiserver pod is an error naming it and the fix.
+    """
+    if not os.path.lexists(path):
+        return absent_kube_apiserver(path)
+    require_yaml()
+    if os.path.isfile(path) and not os.access(path, os.R_OK):
+        raise EtcdModuleError('%s on %s is not readable by this user; run the task with become: true.'
+                              % (path, node_name()), path=path)
+    try:
+        return KubeApiServerManifest.load(path).describe()
+    except EtcdModuleError as exc:
+        raise EtcdModuleError(
+            '%s Fix %s (kubeadm writes it again with "kubeadm init phase control-plane apiserver"), or set '
+            'apiserver_manifest_path to the API server\'s manifest.' % (exc.msg, path), path=path)

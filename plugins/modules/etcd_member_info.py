@@ -20,6 +20,10 @@ description:
     restore next to it needs.
   - Reports which C(etcdctl) and C(etcdutl) are installed, which of them can restore snapshots and whether it
     supports C(--bump-revision).
+  - Reads the kube-apiserver static pod manifest next to it (O(apiserver_manifest_path)) for what a backup or restore
+    needs from the API server (advertise address, secure port, encryption provider configuration, etcd client
+    settings). A node without that file (an external etcd host) reports RV(apiserver.present=false).
+  - Reports the filesystem and free space of each path in O(free_space_paths).
   - With O(live=true) also reports the cluster as M(kubeops.etcd.etcd_cluster_health) does (without failing when it
     is unhealthy).
   - Warns when the manifest's etcd image has a known data-corruption bug (3.5.0 to 3.5.2) or is below the versions
@@ -32,13 +36,28 @@ options:
       - Also query the running cluster (member list, status and health of every member).
     type: bool
     default: false
+  apiserver_manifest_path:
+    description:
+      - kubeadm static pod manifest of the API server on the target host.
+      - When not set, C(kube-apiserver.yaml) in the directory of O(manifest_path).
+      - A missing file is not an error (RV(apiserver.present=false)); a file that cannot be read or holds no
+        kube-apiserver container is.
+    type: path
+  free_space_paths:
+    description:
+      - Paths (absolute; they need not exist yet) whose filesystem and free space to report in RV(free_space), for
+        example the directories a restore would write.
+    type: list
+    elements: path
+    default: []
 extends_documentation_fragment:
   - kubeops.etcd.connection
   - kubeops.etcd.attributes
   - kubeops.etcd.attributes.info_module
   - kubeops.etcd.attributes.actiongroup_etcd
 notes:
-  - The connection options are only used with O(live=true); O(manifest_path) is always read.
+  - The connection options are only used with O(live=true); O(manifest_path) and O(apiserver_manifest_path) are
+    always read.
   - Computing RV(data_dir_stat.size_bytes) walks the data directory.
 seealso:
   - module: kubeops.etcd.etcd_cluster_health
@@ -56,6 +75,20 @@ EXAMPLES = r'''
     that:
       - etcd_member.free_bytes > etcd_member.data_dir_stat.size_bytes * 2
     fail_msg: "Not enough space next to {{ etcd_member.member.data_dir_host_path }} for a restore"
+
+- name: Describe the member, the API server and the space where a restore would write
+  kubeops.etcd.etcd_member_info:
+    free_space_paths:
+      - /var/lib/etcd-restored
+      - /var/lib/kubeops-etcd/restore
+  become: true
+  register: etcd_member_full
+
+- name: Wait for the API server of each node
+  ansible.builtin.uri:
+    url: "{{ etcd_member_full.apiserver.readyz_url }}"
+    validate_certs: false
+  when: etcd_member_full.apiserver.readyz_url is not none
 
 - name: Describe the member and the live cluster
   kubeops.etcd.etcd_member_info:
@@ -183,6 +216,89 @@ free_bytes:
   returned: always
   type: int
   sample: 21474836480
+free_space:
+  description: Filesystem and free space of each path of O(free_space_paths), in the same order.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    path:
+      description: The path as given.
+      type: str
+      sample: /var/lib/etcd-restored
+    checked_path:
+      description:
+        - The nearest existing directory at or above the path (the path itself when it is a directory).
+        - Its filesystem is the one measured.
+      type: str
+      sample: /var/lib
+    device:
+      description: Device number (C(st_dev)) of that filesystem; equal numbers mean the same filesystem.
+      type: int
+      sample: 2049
+    free_bytes:
+      description: Bytes available to unprivileged users on that filesystem.
+      type: int
+      sample: 21474836480
+  sample: [{"path": "/var/lib/etcd-restored", "checked_path": "/var/lib", "device": 2049, "free_bytes": 21474836480}]
+data_dir_free_space:
+  description:
+    - Filesystem and free space of the parent of the data dir's host path, where a sibling of the data dir (the new
+      data dir of a restore) goes. The same keys as an entry of RV(free_space).
+  returned: always
+  type: dict
+  sample: {"path": "/var/lib", "checked_path": "/var/lib", "device": 2049, "free_bytes": 21474836480}
+apiserver:
+  description:
+    - The API server as its static pod manifest defines it.
+    - When the manifest is missing every value but RV(apiserver.manifest_path) and RV(apiserver.present) is V(null)
+      (RV(apiserver.etcd_servers) is empty).
+  returned: always
+  type: dict
+  contains:
+    manifest_path:
+      description: The manifest read.
+      type: str
+      sample: /etc/kubernetes/manifests/kube-apiserver.yaml
+    present:
+      description: Whether the manifest exists (V(false) on external etcd hosts, or while it is held aside).
+      type: bool
+      sample: true
+    advertise_address:
+      description: C(--advertise-address), V(null) when not set.
+      type: str
+      sample: 10.0.0.11
+    secure_port:
+      description: C(--secure-port) (V(6443) when not set).
+      type: int
+      sample: 6443
+    readyz_url:
+      description: C(https://<advertise address>:<secure port>/readyz) (an IPv6 address in brackets), V(null) without
+        C(--advertise-address).
+      type: str
+      sample: https://10.0.0.11:6443/readyz
+    encryption_provider_config:
+      description: C(--encryption-provider-config), the file with the keys of Secrets encrypted at rest; V(null) when
+        not set.
+      type: str
+      sample: /etc/kubernetes/enc/encryption-config.yaml
+    etcd_servers:
+      description: C(--etcd-servers).
+      type: list
+      elements: str
+      sample: ["https://127.0.0.1:2379"]
+    etcd_cafile:
+      description: C(--etcd-cafile), V(null) when not set.
+      type: str
+      sample: /etc/kubernetes/pki/etcd/ca.crt
+    etcd_certfile:
+      description: C(--etcd-certfile), V(null) when not set.
+      type: str
+      sample: /etc/kubernetes/pki/apiserver-etcd-client.crt
+    etcd_keyfile:
+      description: C(--etcd-keyfile), V(null) when not set.
+      type: str
+      sample: /etc/kubernetes/pki/apiserver-etcd-client.key
 tools:
   description: etcd tools found on the managed node.
   returned: always
@@ -221,6 +337,7 @@ cluster:
 
 import grp
 import os
+import posixpath
 import pwd
 import stat
 import traceback
@@ -235,6 +352,7 @@ from ansible_collections.kubeops.etcd.plugins.module_utils.connection import (
     unreachable_cluster,
 )
 from ansible_collections.kubeops.etcd.plugins.module_utils.errors import EtcdModuleError, node_name
+from ansible_collections.kubeops.etcd.plugins.module_utils.manifest import describe_kube_apiserver
 from ansible_collections.kubeops.etcd.plugins.module_utils.parsers import version_warnings
 from ansible_collections.kubeops.etcd.plugins.module_utils.runner import EtcdTools, Runner
 
@@ -320,6 +438,33 @@ def free_bytes_near(path):
     return info.f_bavail * info.f_frsize
 
 
+def nearest_directory(path):
+    """path itself when it is a directory, else its nearest existing ancestor directory."""
+    directory = os.path.normpath(path)
+    while not os.path.isdir(directory) and directory != '/':
+        directory = os.path.dirname(directory)
+    return directory
+
+
+def free_space(path):
+    """Filesystem (st_dev) and free bytes where path is, or would be once created."""
+    if not os.path.isabs(path):
+        raise EtcdModuleError('free_space_paths entry %s is not an absolute path; give the full path.' % path)
+    directory = nearest_directory(path)
+    try:
+        device = os.stat(directory).st_dev
+        info = os.statvfs(directory)
+    except OSError as exc:
+        raise EtcdModuleError('Cannot read free space of %s (for %s) on %s: %s' % (directory, path, node_name(), exc))
+    return {'path': path, 'checked_path': directory, 'device': device, 'free_bytes': info.f_bavail * info.f_frsize}
+
+
+def apiserver_manifest_path(params):
+    """apiserver_manifest_path, else kube-apiserver.yaml beside manifest_path."""
+    beside_etcd = os.path.join(os.path.dirname(params['manifest_path']), 'kube-apiserver.yaml')
+    return params['apiserver_manifest_path'] or beside_etcd
+
+
 def run_module(module):
     params = module.params
     manifest = load_manifest(module)
@@ -332,6 +477,10 @@ def run_module(module):
         'member': member,
         'data_dir_stat': stat_data_dir(member['data_dir_host_path']),
         'free_bytes': free_bytes_near(member['data_dir_host_path']),
+        'free_space': [free_space(path) for path in params['free_space_paths']],
+        # Where a sibling of the data dir (a restore's new dir) would go.
+        'data_dir_free_space': free_space(posixpath.dirname(posixpath.normpath(member['data_dir_host_path'])) or '/'),
+        'apiserver': describe_kube_apiserver(apiserver_manifest_path(params)),
         'tools': tools.as_dict(),
     }
     if params['live']:
@@ -346,7 +495,11 @@ def run_module(module):
 
 def main():
     argument_spec = connection_argument_spec()
-    argument_spec.update(live=dict(type='bool', default=False))
+    argument_spec.update(
+        live=dict(type='bool', default=False),
+        apiserver_manifest_path=dict(type='path'),
+        free_space_paths=dict(type='list', elements='path', default=[]),
+    )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     try:
         result = run_module(module)

@@ -15,8 +15,12 @@ version_added: 0.1.0
 description:
   - Streams a snapshot of the etcd keyspace from one member with C(etcdctl snapshot save) into O(dest) on the
     managed node, verifies it, and writes a metadata file next to it.
+  - One read of the cluster (C(member list), then C(endpoint status) and C(endpoint health) of every member at its own
+    client URLs) both chooses the source and judges the cluster's health; RV(cluster) reports what it found.
   - The source is the current leader unless O(endpoint) or O(member_name) names another member; the leader is the
     member whose C(endpoint status) reports itself as leader.
+  - An unhealthy cluster (a member unreachable, unhealthy or a learner, no leader or more than one) is refused unless
+    O(force=true); the metadata records RV(cluster_healthy).
   - The snapshot is written to C(<dest>.part) and renamed to O(dest) only after it was verified, so O(dest) is
     always complete. No C(.part) file is left behind when anything fails (including a full disk or a timeout).
   - Verification reads the file back. The trailing SHA-256 that C(etcdctl) appends must match, the bbolt header must
@@ -49,9 +53,12 @@ options:
     type: str
   force:
     description:
+      - Go ahead where the module would otherwise refuse.
       - When O(dest) exists and has no matching metadata, move it (and its metadata file, if any) aside to
-        C(<name>.<UTC timestamp>) and take a new snapshot. Nothing is deleted.
-      - The old file is only moved once the new snapshot has been verified.
+        C(<name>.<UTC timestamp>) and take a new snapshot. Nothing is deleted. The old file is only moved once the new
+        snapshot has been verified.
+      - When the cluster is not healthy, take the snapshot anyway from the chosen member (it must still answer);
+        RV(cluster_healthy=false) is recorded in the metadata and RV(problems) says why.
     type: bool
     default: false
   write_metadata:
@@ -69,7 +76,8 @@ attributes:
   check_mode:
     support: full
     details:
-      - In check mode the module queries the cluster and reports the source and destination, but writes nothing.
+      - In check mode the module reads the cluster, judges its health, chooses the source and reports what it would
+        snapshot (RV(member_name), RV(endpoint), RV(dest), RV(cluster)), but writes nothing.
   diff_mode:
     support: none
   idempotent:
@@ -105,6 +113,19 @@ EXAMPLES = r'''
     cacert: /etc/kubernetes/pki/etcd/ca.crt
     cert: /etc/kubernetes/pki/apiserver-etcd-client.crt
     key: /etc/kubernetes/pki/apiserver-etcd-client.key
+
+- name: Back up every member's view of the cluster from one control plane, refusing an unhealthy cluster
+  kubeops.etcd.etcd_snapshot:
+    dest: /var/backups/etcd/etcd.db
+    endpoints:
+      - https://10.0.0.11:2379
+      - https://10.0.0.12:2379
+      - https://10.0.0.13:2379
+  register: etcd_snapshot_result
+
+- name: Say which member the snapshot came from
+  ansible.builtin.debug:
+    msg: "{{ etcd_snapshot_result.member_name }} (leader {{ etcd_snapshot_result.cluster.leader_name }})"
 
 - name: Replace yesterday's snapshot of the same name (the old one is moved aside, not deleted)
   kubeops.etcd.etcd_snapshot:
@@ -224,11 +245,56 @@ moved_aside:
   elements: str
   sample: ["/var/backups/etcd/etcd-daily.db.20261122T013500Z"]
 problems:
-  description: Cluster problems seen while choosing the source (the snapshot is still taken from a reachable member).
+  description: Cluster problems seen while choosing the source (non-empty only with O(force=true)).
   returned: success
   type: list
   elements: str
   sample: []
+cluster:
+  description:
+    - The cluster as the module read it, in the shape M(kubeops.etcd.etcd_cluster_health) returns it.
+    - Not returned when O(dest) already holds this module's verified snapshot (the cluster is not read then).
+    - Also returned, with the error, when an unhealthy cluster is refused.
+  returned: when the cluster was read
+  type: dict
+  contains:
+    cluster_id:
+      description: Cluster ID (hex).
+      type: str
+      sample: d0d8b5b2b8a4a06e
+    healthy:
+      description: Every member healthy and exactly one leader.
+      type: bool
+      sample: true
+    problems:
+      description: What makes the cluster unhealthy.
+      type: list
+      elements: str
+      sample: []
+    leader:
+      description: Member ID of the leader (hex), V(null) when there is none.
+      type: str
+      sample: 983d3a5b1b3bd8ab
+    leader_name:
+      description: Name of the leader, V(null) when there is none.
+      type: str
+      sample: cp1
+    leader_client_url:
+      description: Client URL at which the leader answered.
+      type: str
+      sample: https://10.0.0.11:2379
+    members:
+      description: Members (id, name, peer_urls, client_urls, is_learner).
+      type: list
+      elements: dict
+    endpoints:
+      description: Status and health of every member's client URL.
+      type: list
+      elements: dict
+    revision:
+      description: Highest store revision reported.
+      type: int
+      sample: 51
 '''
 
 import json
@@ -306,9 +372,12 @@ def choose_source(module, cluster, raw, conn, runner, etcdctl):
                 'No etcd member named %s (members: %s); check member_name.'
                 % (member_name, ', '.join(sorted(member['name'] or member_id_hex(member['id']) for member in members))),
                 cluster=cluster)
-        if not matches[0]['client_urls']:
+        urls = matches[0]['client_urls']
+        if not urls:
             raise EtcdModuleError('etcd member %s has no client URL: it has not started.' % member_name, cluster=cluster)
-        endpoint = matches[0]['client_urls'][0]
+        # The member's first client URL that answered the status read (it may advertise more than one).
+        answered = [status['endpoint'] for status in statuses if status['endpoint'] in urls]
+        endpoint = answered[0] if answered else urls[0]
     elif not endpoint:
         if not cluster['leader_client_url']:
             raise EtcdModuleError(
@@ -330,6 +399,15 @@ def choose_source(module, cluster, raw, conn, runner, etcdctl):
     if not member_name:
         member_name = names.get(status['member_id'], '')
     return endpoint, member_name, status['version'], status['storage_version']
+
+
+def refuse_unhealthy(cluster, endpoints):
+    """EtcdModuleError for an unhealthy cluster, carrying what was read."""
+    return EtcdModuleError(
+        'The etcd cluster is not healthy (read from %s through %s): %s. Fix the cluster first, or set force: true to '
+        'take the snapshot anyway (its metadata then records cluster_healthy: false).'
+        % (node_name(), ','.join(endpoints), '; '.join(cluster['problems'])),
+        cluster=cluster, cluster_healthy=False, problems=cluster['problems'])
 
 
 def take_snapshot(runner, etcdctl, conn, endpoint, part, timeout):
@@ -402,7 +480,11 @@ def run_module(module, result):
     tools.require_status_tool()
     conn = resolve_connection(module, load_manifest(module) if needs_manifest(module) else None)
 
+    # One read decides both: is the cluster fit to back up, and which member to stream from.
     cluster, raw = query_cluster(runner, etcdctl, conn)
+    result['cluster'] = cluster
+    if not cluster['healthy'] and not params['force']:
+        raise refuse_unhealthy(cluster, conn.endpoints)
     endpoint, member_name, etcd_version, storage_version = choose_source(module, cluster, raw, conn, runner, etcdctl)
     for warning in version_warnings(etcd_version):
         module.warn(warning)

@@ -110,3 +110,53 @@ def test_member_info_missing_manifest(lab, run_playbook):
     item = run.task_results(name, "cp1")[-1]
     assert item["status"] == "ignored"
     assert "/etc/kubernetes/manifests/missing.yaml" in item["result"]["msg"] and "cp1" in item["result"]["msg"]
+
+
+def test_member_info_reads_the_api_server_manifest_and_free_space(lab, run_playbook):
+    name = "Describe the member, its API server and free space"
+    paths = ["/var/lib/etcd-restored-not-yet", "/etc/kubernetes/manifests"]
+    run = run_playbook(lab, playbook([{"name": name, "kubeops.etcd.etcd_member_info": {"free_space_paths": paths}}]),
+                       check=True)
+    assert run.rc == 0, run
+    for node in lab.state["nodes"]:
+        result = run.result(name, node["host"])
+        assert result["changed"] is False
+        # The lab writes --advertise-address=<node ip>, --secure-port and --etcd-servers=<its own client URL>.
+        assert result["apiserver"] == {
+            "manifest_path": "/etc/kubernetes/manifests/kube-apiserver.yaml",
+            "present": True,
+            "advertise_address": node["ip"],
+            "secure_port": lab.state["apiserver_port"],
+            "readyz_url": node["apiserver_url"] + "/readyz",
+            "encryption_provider_config": None,
+            "etcd_servers": [node["client_url"]],
+            "etcd_cafile": "/etc/kubernetes/pki/etcd/ca.crt",
+            "etcd_certfile": "/etc/kubernetes/pki/apiserver-etcd-client.crt",
+            "etcd_keyfile": "/etc/kubernetes/pki/apiserver-etcd-client.key",
+        }
+        checked = ["/var/lib", "/etc/kubernetes/manifests"]
+        assert [(e["path"], e["checked_path"]) for e in result["free_space"]] == list(zip(paths, checked))
+        for entry in result["free_space"]:
+            on_host = lab.node_path(node["host"], entry["checked_path"])
+            assert entry["device"] == os.stat(on_host).st_dev
+            vfs = os.statvfs(on_host)
+            assert abs(entry["free_bytes"] - vfs.f_bavail * vfs.f_frsize) < 512 * 1024 * 1024
+
+
+def test_member_info_without_or_with_a_wrong_api_server_manifest(lab, run_playbook):
+    missing, wrong = "Describe a member without an API server", "Describe a member with a wrong API server manifest"
+    run = run_playbook(lab, playbook([
+        {"name": missing, "kubeops.etcd.etcd_member_info": {
+            "apiserver_manifest_path": "/etc/kubernetes/manifests/no-such-apiserver.yaml"}},
+        {"name": wrong, "kubeops.etcd.etcd_member_info": {
+            "apiserver_manifest_path": "/etc/kubernetes/manifests/etcd.yaml"}, "ignore_errors": True},
+    ], hosts="cp1"))
+    assert run.rc == 0, run
+    apiserver = run.result(missing, "cp1")["apiserver"]
+    assert apiserver["present"] is False and apiserver["readyz_url"] is None
+    assert apiserver["manifest_path"] == "/etc/kubernetes/manifests/no-such-apiserver.yaml"
+    item = run.task_results(wrong, "cp1")[-1]
+    assert item["status"] == "ignored"
+    message = item["result"]["msg"]
+    assert "No kube-apiserver container in /etc/kubernetes/manifests/etcd.yaml on cp1" in message
+    assert "apiserver_manifest_path" in message

@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import socket
 import stat
 import subprocess
@@ -18,7 +19,7 @@ import time
 import pytest
 import yaml
 
-from modhelpers import labs, tree_state
+from modhelpers import labs, tree_state, wait_healthy
 
 BACKUP_DIR = "/var/lib/kubeops-it/backups"   # node-private (/var/lib is bind-mounted per node)
 DEST = BACKUP_DIR + "/etcd.db"
@@ -138,6 +139,10 @@ def test_snapshot_round_trip_check_real_again_again_in_check(lab, run_playbook):
     checked = run_one(run_playbook, lab, "Take an etcd snapshot", "etcd_snapshot", args, check=True)
     assert checked["changed"] is True
     assert checked["member_name"] == leader and checked["etcd_version"] == version
+    # The one read that chose the member also judged the cluster.
+    assert checked["cluster"]["healthy"] is True and checked["cluster"]["problems"] == []
+    assert checked["cluster"]["leader_name"] == leader and checked["cluster"]["cluster_id"] == cluster_id
+    assert sorted(m["name"] for m in checked["cluster"]["members"]) == sorted(m["name"] for m in members)
     assert not os.path.exists(backup_dir), "check mode wrote to disk"
 
     taken = run_one(run_playbook, lab, "Take an etcd snapshot", "etcd_snapshot", args)
@@ -164,6 +169,7 @@ def test_snapshot_round_trip_check_real_again_again_in_check(lab, run_playbook):
     assert sorted(m["id"] for m in metadata["members"]) == sorted("%x" % m["ID"] for m in members)
     assert metadata["etcd_version"] == version and metadata["storage_version"] is None
     assert metadata["node"] == "cp1" and metadata["cluster_healthy"] is True
+    assert taken["cluster"]["healthy"] is True and taken["cluster"]["leader_name"] == leader
     assert metadata["created"].endswith("Z") and metadata["duration_seconds"] >= 0
     assert ("data-inconsistency" in " ".join(taken.get("warnings", []))) is (version == "3.5.1")
 
@@ -275,6 +281,44 @@ def test_snapshot_failures_change_nothing_on_disk(lab, run_playbook):
         for text in texts:
             assert text in result["msg"], (name, result["msg"])
     assert tree_state(base_host) == state
+
+
+def etcd_pid(lab, host):
+    ids = lab.exec(host, ["crictl", "ps", "--name", "^etcd$", "--state", "running", "-q"]).stdout.split()
+    assert len(ids) == 1, ids
+    return json.loads(lab.exec(host, ["crictl", "inspect", ids[0]]).stdout)["info"]["pid"]
+
+
+def test_unhealthy_cluster_is_refused_unless_forced(lab, run_playbook):
+    leader, _revision, _cluster_id, _members = cluster_status(lab)
+    frozen = [node for node in lab.state["nodes"][1:] if node["member_name"] != leader][-1]
+    base = "/var/lib/kubeops-it/unhealthy"
+    base_host = host_path(lab, base)
+    shutil.rmtree(base_host, ignore_errors=True)
+    os.makedirs(base_host)
+    pid = etcd_pid(lab, frozen["host"])
+    os.kill(pid, signal.SIGSTOP)  # the member stops answering; its pod and manifest stay in place
+    try:
+        for check in (True, False):
+            refused = run_one(run_playbook, lab, "Take an etcd snapshot", "etcd_snapshot",
+                              {"dest": base + "/etcd.db"}, check=check, expect_ok=False)
+            assert refused["msg"].startswith("The etcd cluster is not healthy (read from cp1 through "), refused
+            assert "member %s is unreachable" % frozen["member_name"] in refused["msg"]
+            assert "force: true" in refused["msg"] and refused["cluster_healthy"] is False
+            assert refused["cluster"]["leader_name"] == leader
+        assert os.listdir(base_host) == []
+
+        forced = run_one(run_playbook, lab, "Take an etcd snapshot", "etcd_snapshot",
+                         {"dest": base + "/etcd.db", "force": True})
+        assert forced["changed"] is True and forced["member_name"] == leader
+        assert forced["cluster_healthy"] is False
+        assert forced["problems"][0].startswith("member %s is unreachable" % frozen["member_name"])
+        with open(os.path.join(base_host, "etcd.db.meta.json")) as handle:
+            metadata = json.load(handle)
+        assert metadata["cluster_healthy"] is False and metadata["sha256"] == sha256(os.path.join(base_host, "etcd.db"))
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        wait_healthy(lab)
 
 
 def test_full_disk_leaves_no_part_file(lab, run_playbook):

@@ -13,7 +13,8 @@ import pytest
 from ansible_collections.kubeops.etcd.plugins.module_utils import manifest as manifest_utils
 from ansible_collections.kubeops.etcd.plugins.module_utils.errors import EtcdModuleError
 from ansible_collections.kubeops.etcd.plugins.module_utils.manifest import (
-    EtcdManifest, StaticPodManifest, image_version, parse_command_flags)
+    EtcdManifest, KubeApiServerManifest, StaticPodManifest, container_flags, describe_kube_apiserver, image_version,
+    parse_command_flags, url_host)
 
 FIXTURES = os.path.join(os.path.dirname(__file__), '..', '..', 'fixtures', 'manifests')
 
@@ -195,3 +196,85 @@ def test_missing_pyyaml_says_what_to_install(monkeypatch):
     monkeypatch.setattr(manifest_utils, 'HAS_YAML', False)
     with pytest.raises(EtcdModuleError, match='install python3-yaml'):
         EtcdManifest.load(fixture('kubeadm-etcd.yaml'))
+
+
+# kube-apiserver ------------------------------------------------------------------------------------
+
+def test_kubeadm_kube_apiserver_facts():
+    assert describe_kube_apiserver(fixture('kubeadm-kube-apiserver.yaml')) == {
+        'manifest_path': fixture('kubeadm-kube-apiserver.yaml'),
+        'present': True,
+        'advertise_address': '192.0.2.11',
+        'secure_port': 6443,
+        'readyz_url': 'https://192.0.2.11:6443/readyz',
+        'encryption_provider_config': None,
+        'etcd_servers': ['https://127.0.0.1:2379'],
+        'etcd_cafile': '/etc/kubernetes/pki/etcd/ca.crt',
+        'etcd_certfile': '/etc/kubernetes/pki/apiserver-etcd-client.crt',
+        'etcd_keyfile': '/etc/kubernetes/pki/apiserver-etcd-client.key',
+    }
+
+
+def test_kube_apiserver_ipv6_flags_in_args_as_separate_items_and_encryption_config():
+    manifest = KubeApiServerManifest.load(fixture('kube-apiserver-ipv6-encryption.yaml'))
+    assert manifest.container['name'] == 'kube-apiserver'  # not the sidecar listed first
+    facts = manifest.describe()
+    assert facts['advertise_address'] == 'fd00:10::11'
+    assert facts['secure_port'] == 8443
+    assert facts['readyz_url'] == 'https://[fd00:10::11]:8443/readyz'
+    assert facts['encryption_provider_config'] == '/etc/kubernetes/enc/encryption-config.yaml'
+    assert facts['etcd_servers'] == ['https://[fd00:10::11]:2379', 'https://[fd00:10::12]:2379']
+    assert facts['etcd_keyfile'] == '/etc/kubernetes/pki/apiserver-etcd-client.key'
+
+
+def test_kube_apiserver_defaults_without_port_and_address():
+    text = ('kind: Pod\nspec:\n  containers:\n  - name: api\n    command: [/usr/local/bin/kube-apiserver, '
+            '--etcd-servers=https://10.0.0.11:2379]\n')
+    facts = KubeApiServerManifest.from_text(text).describe()
+    assert facts['secure_port'] == 6443
+    assert facts['advertise_address'] is None and facts['readyz_url'] is None
+    assert facts['encryption_provider_config'] is None and facts['etcd_cafile'] is None
+    assert facts['etcd_servers'] == ['https://10.0.0.11:2379']
+
+
+def test_missing_kube_apiserver_manifest_is_absent_not_an_error(tmp_path):
+    path = str(tmp_path / 'kube-apiserver.yaml')
+    assert describe_kube_apiserver(path) == {
+        'manifest_path': path, 'present': False, 'advertise_address': None, 'secure_port': None,
+        'readyz_url': None, 'encryption_provider_config': None, 'etcd_servers': [], 'etcd_cafile': None,
+        'etcd_certfile': None, 'etcd_keyfile': None}
+
+
+@pytest.mark.parametrize('content, message', [
+    ('kind: Pod\nspec: {containers: [\n', 'is not valid YAML'),
+    ('kind: Deployment\n', 'is not a Pod manifest'),
+    ('kind: Pod\nspec:\n  containers:\n  - name: etcd\n    command: [etcd]\n', 'No kube-apiserver container'),
+    ('kind: Pod\nspec:\n  containers:\n  - command: [kube-apiserver, --secure-port=https]\n', 'is not a port number'),
+])
+def test_unusable_kube_apiserver_manifest_names_the_file_and_the_fix(tmp_path, content, message):
+    path = tmp_path / 'kube-apiserver.yaml'
+    path.write_text(content)
+    with pytest.raises(EtcdModuleError, match=message) as error:
+        describe_kube_apiserver(str(path))
+    assert str(path) in error.value.msg
+    assert 'set apiserver_manifest_path' in error.value.msg
+    assert 'kubeadm init phase control-plane apiserver' in error.value.msg
+
+
+def test_kube_apiserver_manifest_that_is_a_directory_is_an_error(tmp_path):
+    with pytest.raises(EtcdModuleError, match='Cannot read static pod manifest') as error:
+        describe_kube_apiserver(str(tmp_path))
+    assert 'apiserver_manifest_path' in error.value.msg
+
+
+def test_container_flags_skip_the_binary_and_join_args():
+    assert container_flags({'command': ['kube-apiserver', '--a=1'], 'args': ['--b', '2']}) == {'--a': '1', '--b': '2'}
+    assert container_flags({'args': ['--a=1']}) == {'--a': '1'}
+    assert container_flags({}) == {}
+
+
+@pytest.mark.parametrize('address, host', [
+    ('10.0.0.11', '10.0.0.11'), ('fd00::11', '[fd00::11]'), ('[fd00::11]', '[fd00::11]'),
+    ('cp1.example', 'cp1.example')])
+def test_url_host_brackets_ipv6(address, host):
+    assert url_host(address) == host

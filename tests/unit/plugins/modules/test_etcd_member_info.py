@@ -182,3 +182,103 @@ def test_no_tools_installed_is_reported_not_fatal(node, monkeypatch):
     assert ok
     assert result['tools'] == {'etcdctl': None, 'etcdctl_version': None, 'etcdutl': None, 'etcdutl_version': None,
                                'restore_tool': None, 'supports_bump_revision': False}
+
+
+APISERVER_FIXTURES = os.path.join(os.path.dirname(__file__), '..', '..', 'fixtures', 'manifests')
+
+
+def copy_apiserver_fixture(name, dest):
+    with open(os.path.join(APISERVER_FIXTURES, name), 'rb') as handle:
+        dest.write_bytes(handle.read())
+
+
+def test_apiserver_is_read_from_kube_apiserver_yaml_beside_the_etcd_manifest(node, monkeypatch):
+    fake = fakes.FakeEtcd(node['tmp'], monkeypatch, '3.5.30')
+    write_manifest(node)
+    copy_apiserver_fixture('kubeadm-kube-apiserver.yaml', node['tmp'] / 'kube-apiserver.yaml')
+    ok, result = run(dict(manifest_path=str(node['manifest']), **fake.path_args()))
+    assert ok
+    assert result['apiserver'] == {
+        'manifest_path': str(node['tmp'] / 'kube-apiserver.yaml'),
+        'present': True,
+        'advertise_address': '192.0.2.11',
+        'secure_port': 6443,
+        'readyz_url': 'https://192.0.2.11:6443/readyz',
+        'encryption_provider_config': None,
+        'etcd_servers': ['https://127.0.0.1:2379'],
+        'etcd_cafile': '/etc/kubernetes/pki/etcd/ca.crt',
+        'etcd_certfile': '/etc/kubernetes/pki/apiserver-etcd-client.crt',
+        'etcd_keyfile': '/etc/kubernetes/pki/apiserver-etcd-client.key',
+    }
+
+
+def test_apiserver_manifest_path_option_ipv6_and_encryption_config(node, monkeypatch):
+    fake = fakes.FakeEtcd(node['tmp'], monkeypatch, '3.5.30')
+    write_manifest(node)
+    other = node['tmp'] / 'elsewhere.yaml'
+    copy_apiserver_fixture('kube-apiserver-ipv6-encryption.yaml', other)
+    ok, result = run(dict(manifest_path=str(node['manifest']), apiserver_manifest_path=str(other),
+                          **fake.path_args()))
+    assert ok
+    apiserver = result['apiserver']
+    assert apiserver['manifest_path'] == str(other) and apiserver['present'] is True
+    assert apiserver['readyz_url'] == 'https://[fd00:10::11]:8443/readyz'
+    assert apiserver['encryption_provider_config'] == '/etc/kubernetes/enc/encryption-config.yaml'
+
+
+def test_no_kube_apiserver_yaml_is_reported_as_absent(node, monkeypatch):
+    fake = fakes.FakeEtcd(node['tmp'], monkeypatch, '3.5.30')
+    write_manifest(node)
+    ok, result = run(dict(manifest_path=str(node['manifest']), **fake.path_args()))
+    assert ok
+    assert result['apiserver']['present'] is False
+    assert result['apiserver']['manifest_path'] == str(node['tmp'] / 'kube-apiserver.yaml')
+    assert result['apiserver']['readyz_url'] is None and result['apiserver']['etcd_servers'] == []
+
+
+def test_broken_kube_apiserver_yaml_fails_naming_file_and_fix(node, monkeypatch):
+    fake = fakes.FakeEtcd(node['tmp'], monkeypatch, '3.5.30')
+    write_manifest(node)
+    (node['tmp'] / 'kube-apiserver.yaml').write_text('kind: Pod\nspec: {containers: [\n')
+    ok, result = run(dict(manifest_path=str(node['manifest']), **fake.path_args()))
+    assert not ok
+    assert str(node['tmp'] / 'kube-apiserver.yaml') in result['msg'] and 'is not valid YAML' in result['msg']
+    assert 'apiserver_manifest_path' in result['msg']
+
+
+def test_free_space_of_each_path_at_its_nearest_existing_directory(node, monkeypatch):
+    fake = fakes.FakeEtcd(node['tmp'], monkeypatch, '3.5.30')
+    write_manifest(node)
+    existing = node['data']
+    missing = node['tmp'] / 'not' / 'yet' / 'etcd-restored'
+    a_file = node['data'] / 'member' / 'snap' / 'db'
+    paths = [str(existing), str(missing), str(a_file)]
+    ok, result = run(dict(manifest_path=str(node['manifest']), free_space_paths=paths, **fake.path_args()))
+    assert ok
+    assert [entry['path'] for entry in result['free_space']] == paths
+    assert [entry['checked_path'] for entry in result['free_space']] == [
+        str(existing), str(node['tmp']), str(node['data'] / 'member' / 'snap')]
+    device = os.stat(str(node['tmp'])).st_dev
+    statvfs = os.statvfs(str(node['tmp']))
+    for entry in result['free_space']:
+        assert entry['device'] == device
+        assert abs(entry['free_bytes'] - statvfs.f_bavail * statvfs.f_frsize) < 64 * 1024 * 1024
+    # The free_bytes key keeps its own rule: the filesystem of the data dir's parent.
+    assert abs(result['free_bytes'] - statvfs.f_bavail * statvfs.f_frsize) < 64 * 1024 * 1024
+
+
+def test_free_space_of_a_path_on_another_filesystem_has_its_device(node, monkeypatch):
+    fake = fakes.FakeEtcd(node['tmp'], monkeypatch, '3.5.30')
+    write_manifest(node)
+    ok, result = run(dict(manifest_path=str(node['manifest']), free_space_paths=['/proc/self', str(node['tmp'])],
+                          **fake.path_args()))
+    assert ok
+    proc, tmp = result['free_space']
+    assert proc['device'] == os.stat('/proc').st_dev != tmp['device'] == os.stat(str(node['tmp'])).st_dev
+
+
+def test_relative_free_space_path_is_refused(node, monkeypatch):
+    fake = fakes.FakeEtcd(node['tmp'], monkeypatch, '3.5.30')
+    write_manifest(node)
+    ok, result = run(dict(manifest_path=str(node['manifest']), free_space_paths=['var/lib'], **fake.path_args()))
+    assert not ok and 'free_space_paths entry var/lib is not an absolute path' in result['msg']

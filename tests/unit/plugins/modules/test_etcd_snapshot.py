@@ -45,7 +45,8 @@ def mode(path):
 @pytest.mark.parametrize('version', fakes.ALL_SHAPES)
 def test_snapshot_from_leader_is_verified_private_and_described(node, monkeypatch, module_exits, version):
     fake = fakes.FakeEtcd(node['tmp'], monkeypatch, version)
-    ok, result = run(snapshot_args(node, fake))
+    # The 3.6 shape has a learner, which makes the cluster unhealthy: only force takes that snapshot.
+    ok, result = run(snapshot_args(node, fake, force=True if version.startswith('3.6') else None))
     assert ok, result
     dest = node['backups'] / 'etcd.db'
     leader_endpoint, leader_id = fakes.expected_leader(version)
@@ -82,6 +83,12 @@ def test_snapshot_from_leader_is_verified_private_and_described(node, monkeypatc
         assert result[key] == value
     assert result['dest'] == str(dest) and result['metadata_path'] == str(dest) + '.meta.json'
     assert result['has_trailing_hash'] is True
+    cluster = result['cluster']
+    assert cluster['healthy'] is metadata['cluster_healthy']
+    assert cluster['leader'] == '%x' % leader_id and cluster['leader_client_url'] == leader_endpoint
+    assert cluster['leader_name'] == metadata['member_name']
+    assert cluster['cluster_id'] == metadata['cluster_id'] and cluster['members'] == metadata['members']
+    assert cluster['problems'] == result['problems']
 
     saves = [call['argv'] for call in fake.calls('etcdctl') if 'save' in call['argv']]
     assert saves == [['--endpoints=%s' % leader_endpoint, '--cacert=%s' % node['tls']['cacert'],
@@ -253,15 +260,65 @@ def test_cluster_unreachable_names_endpoints_and_fix(node, monkeypatch):
     assert listing(node['backups']) == []
 
 
+def read_calls(fake):
+    """The etcdctl calls that read the cluster, in order."""
+    return [words for words in fake.commands() if words and words[0] in ('member', 'endpoint')]
+
+
 @pytest.mark.parametrize('version', fakes.CAPTURED_VERSIONS)
-def test_member_down_snapshot_still_taken_and_problem_reported(node, monkeypatch, version):
+def test_one_read_of_the_cluster_chooses_the_leader_and_judges_health(node, monkeypatch, version):
+    fake = fakes.FakeEtcd(node['tmp'], monkeypatch, version)
+    ok, result = run(snapshot_args(node, fake))
+    assert ok and result['cluster']['healthy'] is True and result['problems'] == []
+    assert read_calls(fake) == [['member', 'list'], ['endpoint', 'status'], ['endpoint', 'health']]
+    status, health = [call['argv'] for call in fake.calls('etcdctl') if 'endpoint' in call['argv']]
+    members = json.loads(fakes.read(version, 'member_list.stdout'))['members']
+    every_member = '--endpoints=' + ','.join(url for member in members for url in member['clientURLs'])
+    assert status[0] == health[0] == every_member
+
+
+@pytest.mark.parametrize('version', fakes.CAPTURED_VERSIONS)
+def test_unhealthy_cluster_is_refused_and_nothing_is_written(node, monkeypatch, version):
     fake = fakes.FakeEtcd(node['tmp'], monkeypatch, version)
     fake.scenario('one_down')
-    ok, result = run(snapshot_args(node, fake))
+    for check_mode in (True, False):
+        ok, result = run(snapshot_args(node, fake), check_mode=check_mode)
+        assert not ok
+        assert result['msg'].startswith('The etcd cluster is not healthy (read from ')
+        assert 'member m3 is unreachable' in result['msg'] and 'force: true' in result['msg']
+        assert result['cluster_healthy'] is False and result['cluster']['healthy'] is False
+        assert result['problems'][0].startswith('member m3 is unreachable')
+    assert listing(node['backups']) == []
+    assert not [call for call in fake.calls() if 'save' in call['argv']]
+
+
+@pytest.mark.parametrize('version', fakes.CAPTURED_VERSIONS)
+def test_force_takes_the_snapshot_of_an_unhealthy_cluster_and_records_it(node, monkeypatch, version):
+    fake = fakes.FakeEtcd(node['tmp'], monkeypatch, version)
+    fake.scenario('one_down')
+    ok, result = run(snapshot_args(node, fake, force=True))
     assert ok
-    assert result['cluster_healthy'] is False
+    assert result['cluster_healthy'] is False and result['cluster']['healthy'] is False
     assert result['problems'][0].startswith('member m3 is unreachable')
     assert result['endpoint'] == fakes.expected_leader(version, 'endpoint_status_one_down.stdout')[0]
+    metadata = json.load(open(str(node['backups'] / 'etcd.db.meta.json')))
+    assert metadata['cluster_healthy'] is False
+
+
+def test_check_mode_reads_chooses_and_reports_what_it_would_snapshot(node, monkeypatch):
+    fake = fakes.FakeEtcd(node['tmp'], monkeypatch, '3.5.30')
+    members = json.loads(fakes.read('3.5.30', 'member_list.stdout'))['members']
+    _leader_endpoint, leader_id = fakes.expected_leader('3.5.30')
+    follower = [member for member in members if member['ID'] != leader_id][0]
+    ok, result = run(snapshot_args(node, fake, member_name=follower['name']), check_mode=True)
+    assert ok and result['changed'] is True
+    assert result['member_name'] == follower['name'] and result['endpoint'] == follower['clientURLs'][0]
+    assert result['dest'] == str(node['backups'] / 'etcd.db')
+    assert result['cluster']['healthy'] is True and result['cluster_healthy'] is True
+    assert result['cluster']['leader'] == '%x' % leader_id
+    assert 'sha256' not in result
+    assert read_calls(fake) == [['member', 'list'], ['endpoint', 'status'], ['endpoint', 'health']]
+    assert not os.path.exists(str(node['backups']))
 
 
 def test_missing_certificate_fails_before_touching_disk(node, monkeypatch):
