@@ -291,3 +291,45 @@ def verify_snapshot_file(runner, tools, path):
         'has_trailing_hash': digests['has_trailing_hash'],
         'status': status,
     }
+
+
+def same_content(first, second, chunk=CHUNK_SIZE):
+    """True when the two files hold the same bytes (sizes first, then streamed)."""
+    try:
+        if os.path.getsize(first) != os.path.getsize(second):
+            return False
+    except OSError as exc:
+        raise EtcdModuleError('Cannot read %s on %s: %s' % (exc.filename, node_name(), exc.strerror or exc),
+                              file=exc.filename)
+    with _open_for_reading(first) as one, _open_for_reading(second) as other:
+        while True:
+            block = one.read(chunk)
+            if block != other.read(chunk):
+                return False
+            if not block:
+                return True
+
+
+def read_if_exists(path):
+    """The bytes of path, or None when it does not exist."""
+    try:
+        with open(path, 'rb') as handle:
+            return handle.read()
+    except (IOError, OSError) as exc:
+        if exc.errno == errno.ENOENT:
+            return None
+        raise EtcdModuleError('Cannot read %s on %s: %s' % (path, node_name(), exc.strerror or exc), file=path)
+
+
+def free_path(directory, name, now=None):
+    """``<directory>/<name>``, or when that exists ``<name>.<UTC timestamp>`` (then ``.1``, ``.2``, ...):
+    a path where nothing is, so that keeping a file never overwrites another."""
+    candidate = os.path.join(directory, name)
+    if not os.path.lexists(candidate):
+        return candidate
+    base = '%s.%s' % (candidate, timestamp(now))
+    candidate, number = base, 0
+    while os.path.lexists(candidate):
+        number += 1
+        candidate = '%s.%d' % (base, number)
+    return candidate

@@ -24,6 +24,8 @@ description:
   - Before the change, a copy of the old manifest goes to O(backup_dir), outside the kubelet's manifests directory,
     because the kubelet starts a pod from every file there whose name does not begin with a dot.
   - The container's C(--data-dir) flag is not changed; only where that path comes from on the host.
+  - With O(dest), the edited manifest is written to that file instead (for example to prepare the manifest of a restore
+    while etcd still runs on the old data directory) and O(path) is left untouched.
 author:
   - kubeops.etcd maintainers (@kubeops)
 requirements:
@@ -55,6 +57,7 @@ options:
     description:
       - Keep a copy of the manifest as it was before the change in O(backup_dir)
         (C(<file name>.<UTC timestamp>), mode C(0600)).
+      - Not used with O(dest), where O(path) does not change.
     type: bool
     default: true
   backup_dir:
@@ -63,6 +66,16 @@ options:
       - It must not be the manifests directory nor lie inside it.
     type: path
     default: /etc/kubernetes/kubeops-etcd/manifest-backups
+  dest:
+    description:
+      - Write the edited manifest to this file (atomically, mode C(0600), owner C(root)) and leave O(path) as it is.
+        When O(path) already uses O(data_dir), O(dest) becomes an exact copy of it.
+      - Its directory must exist. It must not lie in the kubelet's manifests directory (C(/etc/kubernetes/manifests),
+        or the directory of O(path) when that is named C(manifests)), where the kubelet would run it at once.
+      - O(dest) is this module's output. When it already holds exactly the edited text (with mode C(0600), owner
+        C(root)) nothing changes; when it holds anything else it is replaced, and the diff shows what it held.
+      - Install it later with M(kubeops.etcd.static_pod) and its O(kubeops.etcd.static_pod#module:sources) option.
+    type: path
 extends_documentation_fragment:
   - kubeops.etcd.attributes
   - kubeops.etcd.attributes.ACTIONGROUP_ETCD
@@ -80,6 +93,12 @@ seealso:
 '''
 
 EXAMPLES = r'''
+- name: Prepare the manifest of the restored member outside the manifests dir while etcd still runs
+  kubeops.etcd.etcd_manifest_datadir:
+    path: /etc/kubernetes/manifests/etcd.yaml
+    data_dir: /var/lib/etcd-restore-20261122T013500Z
+    dest: /etc/kubernetes/kubeops-etcd/prepared/etcd.yaml
+
 - name: Point etcd at the restored data directory
   kubeops.etcd.etcd_manifest_datadir:
     data_dir: /var/lib/etcd-restore-20261122T013500Z
@@ -118,21 +137,28 @@ volume_name:
   type: str
   sample: etcd-data
 backup_file:
-  description: Copy of the manifest before the change; V(null) when nothing changed, O(backup=false) or in check mode.
+  description:
+    - Copy of the manifest before the change; V(null) when nothing changed, O(backup=false), with O(dest) or in check
+      mode.
   returned: always
   type: str
   sample: /etc/kubernetes/kubeops-etcd/manifest-backups/etcd.yaml.20261122T013500Z
+dest:
+  description: The file the edited manifest went to; V(null) without O(dest) (the edit went to O(path)).
+  returned: always
+  type: str
+  sample: /etc/kubernetes/kubeops-etcd/prepared/etcd.yaml
+dest_replaced:
+  description: Whether O(dest) existed with other content, mode or owner and was (in check mode, would be) replaced.
+  returned: always
+  type: bool
 diff:
-  description: The manifest text before and after.
+  description:
+    - Without O(dest), a dict with the manifest text before (C(before)) and after (C(after)).
+    - With O(dest), a list of such dicts - the text of O(path) then the new text; and, when O(dest) held other text,
+      that text then the new text.
   returned: changed and diff mode
-  type: dict
-  contains:
-    before:
-      description: Manifest text before.
-      type: str
-    after:
-      description: Manifest text after.
-      type: str
+  type: raw
 '''
 
 import os
@@ -140,7 +166,8 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.kubeops.etcd.plugins.module_utils.errors import EtcdModuleError, node_name
-from ansible_collections.kubeops.etcd.plugins.module_utils.files import atomic_write, make_private_dir, timestamp
+from ansible_collections.kubeops.etcd.plugins.module_utils.files import (
+    atomic_write, make_private_dir, read_if_exists, timestamp)
 from ansible_collections.kubeops.etcd.plugins.module_utils.manifest import EtcdManifest
 
 
@@ -159,6 +186,54 @@ def _backup_path(backup_dir, manifest_path):
     return candidate
 
 
+KUBEADM_MANIFESTS_DIR = '/etc/kubernetes/manifests'
+DEST_MODE = 0o600
+DEST_OWNER = (0, 0)
+
+
+def kubelet_dirs(path):
+    """Directories the kubelet runs every manifest of: kubeadm's, and the one of path when it is named so."""
+    dirs = [KUBEADM_MANIFESTS_DIR]
+    parent = os.path.dirname(os.path.abspath(path))
+    if os.path.basename(parent) == 'manifests' and parent not in dirs:
+        dirs.append(parent)
+    return dirs
+
+
+def check_dest(path, dest):
+    """Refuse a dest the kubelet would run, that is path itself, or whose directory is missing."""
+    if not dest.startswith('/'):
+        raise EtcdModuleError('dest %s is a relative path; give the absolute path of the file to write, e.g. '
+                              '/etc/kubernetes/kubeops-etcd/prepared/etcd.yaml.' % dest, dest=dest)
+    dest = os.path.normpath(dest)
+    if os.path.realpath(dest) == os.path.realpath(path):
+        raise EtcdModuleError('dest %s is the manifest itself; leave dest out to edit %s in place.' % (dest, path),
+                              dest=dest)
+    for directory in kubelet_dirs(path):
+        if _inside(dest, directory):
+            raise EtcdModuleError(
+                'dest %s on %s is in the kubelet\'s manifests directory %s: the kubelet would run it at once as a '
+                'second etcd. Write it outside, e.g. /etc/kubernetes/kubeops-etcd/prepared/etcd.yaml, and install it '
+                'with kubeops.etcd.static_pod (sources) once etcd is stopped.' % (dest, node_name(), directory),
+                dest=dest)
+    parent = os.path.dirname(dest)
+    if not os.path.isdir(parent):
+        raise EtcdModuleError('The directory %s of dest does not exist on %s; create it first (mode 0700), e.g. with '
+                              'ansible.builtin.file state=directory.' % (parent, node_name()), dest=dest)
+    if os.path.lexists(dest) and (os.path.islink(dest) or not os.path.isfile(dest)):
+        raise EtcdModuleError('dest %s on %s exists and is not a regular file; choose another path.'
+                              % (dest, node_name()), dest=dest)
+    return dest
+
+
+def dest_is_current(dest, expected):
+    """dest holds exactly ``expected`` (bytes) with our mode and owner."""
+    if read_if_exists(dest) != expected:
+        return False
+    info = os.stat(dest)
+    return (info.st_mode & 0o7777, info.st_uid, info.st_gid) == (DEST_MODE,) + DEST_OWNER
+
+
 def plan(params):
     """Read the manifest and compute the change; nothing is written."""
     path = params['path']
@@ -167,7 +242,8 @@ def plan(params):
         raise EtcdModuleError('data_dir %s is a relative path; give the absolute host path of the new etcd data directory.'
                               % new_dir, data_dir=new_dir)
     new_dir = os.path.normpath(new_dir)
-    if params['backup'] and _inside(params['backup_dir'], os.path.dirname(os.path.abspath(path))):
+    dest = check_dest(path, params['dest']) if params['dest'] else None
+    if params['backup'] and not dest and _inside(params['backup_dir'], os.path.dirname(os.path.abspath(path))):
         raise EtcdModuleError(
             'backup_dir %s is inside %s, where the kubelet would start the backup copy as a second etcd pod; '
             'choose a directory outside it (default /etc/kubernetes/kubeops-etcd/manifest-backups).'
@@ -179,12 +255,18 @@ def plan(params):
         'data_dir': new_dir,
         'volume_name': manifest.data_volume['name'],
         'backup_file': None,
+        'dest': dest,
+        'dest_replaced': False,
         'changed': False,
     }
     new_text = None
     if os.path.normpath(manifest.data_dir_host_path) != new_dir:
         new_text = manifest.with_data_dir_host_path(new_dir)
         result['changed'] = new_text != manifest.text
+    if dest:
+        new_text = new_text or manifest.text
+        result['changed'] = not dest_is_current(dest, new_text.encode('utf-8'))
+        result['dest_replaced'] = result['changed'] and os.path.lexists(dest)
     return manifest, new_text, result
 
 
@@ -198,8 +280,21 @@ def empty_data_dir_message(data_dir):
             'if an empty cluster is what you want.' % (data_dir, node_name()))
 
 
+def diff(manifest, new_text, result):
+    if not result['dest']:
+        return {'before': manifest.text, 'after': new_text,
+                'before_header': manifest.path, 'after_header': manifest.path}
+    entries = [{'before': manifest.text, 'after': new_text, 'before_header': manifest.path,
+                'after_header': result['dest']}]
+    previous = read_if_exists(result['dest'])
+    if previous is not None and previous != new_text.encode('utf-8'):
+        entries.append({'before': previous.decode('utf-8', 'replace'), 'after': new_text,
+                        'before_header': '%s (what it held)' % result['dest'], 'after_header': result['dest']})
+    return entries
+
+
 def apply(module, manifest, new_text, result):
-    """Back the manifest up, then replace it atomically with the edited text."""
+    """Back the manifest up, then replace it atomically with the edited text (or write dest)."""
     path = manifest.path
     try:
         with open(path, 'rb') as handle:
@@ -211,6 +306,9 @@ def apply(module, manifest, new_text, result):
     if current != original:
         raise EtcdModuleError('%s on %s changed while this task was editing it; nothing was written. Run the task again.'
                               % (path, node_name()), path=path)
+    if result['dest']:
+        atomic_write(module, result['dest'], new_text.encode('utf-8'), DEST_MODE, owner=DEST_OWNER)
+        return
     if module.params['backup']:
         make_private_dir(module.params['backup_dir'])
         backup_file = _backup_path(module.params['backup_dir'], path)
@@ -227,6 +325,7 @@ def main():
             allow_empty=dict(type='bool', default=False),
             backup=dict(type='bool', default=True),
             backup_dir=dict(type='path', default='/etc/kubernetes/kubeops-etcd/manifest-backups'),
+            dest=dict(type='path'),
         ),
         supports_check_mode=True,
     )
@@ -238,8 +337,7 @@ def main():
             module.warn(empty_data_dir_message(result['data_dir']))
         if result['changed']:
             if module._diff:
-                result['diff'] = {'before': manifest.text, 'after': new_text,
-                                  'before_header': manifest.path, 'after_header': manifest.path}
+                result['diff'] = diff(manifest, new_text, result)
             if not module.check_mode:
                 apply(module, manifest, new_text, result)
     except EtcdModuleError as exc:

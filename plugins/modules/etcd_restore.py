@@ -78,6 +78,12 @@ options:
       - Mark the restored revision compacted (C(--mark-compacted)), which ends every watch. Must be V(true) exactly when
         O(bump_revision) is set.
     type: bool
+  expected_sha256:
+    description:
+      - SHA-256 (64 hex digits) the snapshot file must have, for example the one computed where the snapshot was checked
+        before it was copied to this node. It is compared before anything is written; a different file fails the task
+        and nothing is created.
+    type: str
   skip_hash_check:
     description:
       - Restore a file without the SHA-256 that C(etcdctl snapshot save) appends, such as a copy of C(member/snap/db).
@@ -114,7 +120,9 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    details: Check mode validates the parameters, the snapshot (SHA-256 and C(snapshot status)), the tool and the target.
+    details:
+      - Check mode validates the parameters, the snapshot (SHA-256, O(expected_sha256) and C(snapshot status)), the tool,
+        the target and the free space, and returns the IDs the restore would produce.
   diff_mode:
     support: none
   idempotent:
@@ -124,8 +132,9 @@ notes:
   - etcd logs a warning about the unknown file C(.kubeops-restore.json) in its data directory; it is harmless.
   - If the module is killed during a restore (for example by an Ansible timeout), C(<data_dir>.kubeops-tmp-<timestamp>)
     stays behind; later runs use a new name and never touch it. Remove it by hand.
-  - The module checks that the filesystem of O(data_dir) has room for about the snapshot's size plus 64 MiB
-    (etcd preallocates its first write-ahead log file) before it restores.
+  - Before it restores, the module checks that the filesystem of O(data_dir) has room for the restored directory, by the
+    collection's one free-space rule (the database with a margin, plus the 64 MiB write-ahead log file etcd
+    preallocates), the rule the restore plan applies on every node.
 seealso:
   - module: kubeops.etcd.etcd_snapshot
   - module: kubeops.etcd.etcd_manifest_datadir
@@ -139,6 +148,8 @@ EXAMPLES = r'''
 - name: Restore every control-plane member from the same snapshot, with a new token
   kubeops.etcd.etcd_restore:
     snapshot: /var/backups/etcd/etcd-20261122T013500Z.db
+    # The SHA-256 found when the snapshot was checked, before it was copied to the nodes.
+    expected_sha256: "{{ etcd_checked_snapshot.snapshot.sha256 }}"
     data_dir: /var/lib/etcd-restore-20261122T020000Z
     name: "{{ inventory_hostname }}"
     initial_cluster: cp1=https://10.0.0.11:2380,cp2=https://10.0.0.12:2380,cp3=https://10.0.0.13:2380
@@ -198,6 +209,13 @@ snapshot_sha256:
   returned: always
   type: str
   sample: d234cd776218692c3bc12b3f94242d358c57f3a36783f5e54209279545c31ae5
+snapshot_total_key:
+  description:
+    - Number of keys C(snapshot status) reports for the snapshot (its C(totalKey)). etcd 3.5 and 3.6 count differently;
+      compare it only with a count from the same version.
+  returned: always
+  type: int
+  sample: 1234
 tool:
   description: The tool that restored (or restored earlier, when nothing changed), V(etcdutl) or V(etcdctl).
   returned: always
@@ -243,6 +261,7 @@ from ansible_collections.kubeops.etcd.plugins.module_utils.identity import (
     bootstrap_identity, id_hex, normalize_peer_url, parse_initial_cluster)
 from ansible_collections.kubeops.etcd.plugins.module_utils.parsers import parse_snapshot_status
 from ansible_collections.kubeops.etcd.plugins.module_utils.runner import EtcdTools, Runner, command_error
+from ansible_collections.kubeops.etcd.plugins.module_utils.space import restored_dir_bytes
 
 MARKER_NAME = '.kubeops-restore.json'
 MARKER_FORMAT = 1
@@ -250,7 +269,7 @@ MARKER_FORMAT = 1
 IDENTITY_KEYS = ('snapshot_sha256', 'name', 'initial_cluster', 'initial_cluster_token',
                  'initial_advertise_peer_urls', 'bump_revision', 'mark_compacted')
 MIN_BUMP_VERSIONS = 'etcdctl 3.4.27+, etcdctl/etcdutl 3.5.10+ or etcdutl 3.6+'
-WAL_PREALLOCATION = 64 * 2 ** 20
+SHA256_HEX_DIGITS = frozenset('0123456789abcdef')
 
 
 def validate_params(params):
@@ -286,7 +305,13 @@ def validate_params(params):
     if not params['initial_cluster_token']:
         raise EtcdModuleError('initial_cluster_token is empty; use a new token for every restore, e.g. '
                               'kubeops-restore-<timestamp>.')
+    expected = params['expected_sha256']
+    if expected is not None:
+        expected = expected.strip().lower()
+        if len(expected) != 64 or not set(expected) <= SHA256_HEX_DIGITS:
+            raise EtcdModuleError('expected_sha256 %r is not a SHA-256 (64 hex digits).' % params['expected_sha256'])
     return {
+        'expected_sha256': expected,
         'data_dir': data_dir,
         'inputs': {
             'name': params['name'],
@@ -347,7 +372,7 @@ def restore_is_intact(data_dir):
 
 
 def check_free_space(data_dir, snapshot_size):
-    """The restore needs about the snapshot's size plus etcd's preallocated 64 MiB WAL file."""
+    """The collection's one free-space rule (module_utils/space.py) applied to the filesystem of data_dir."""
     parent = os.path.dirname(data_dir)
     try:
         info = os.statvfs(parent)
@@ -355,7 +380,7 @@ def check_free_space(data_dir, snapshot_size):
         raise EtcdModuleError('Cannot check free space of %s on %s: %s' % (parent, node_name(), exc.strerror or exc),
                               path=parent)
     free = info.f_bavail * info.f_frsize
-    needed = int(snapshot_size * 1.1) + WAL_PREALLOCATION
+    needed = restored_dir_bytes(snapshot_size)
     if free < needed:
         raise EtcdModuleError(
             'Not enough space for the restore in %s on %s: %d MiB free, about %d MiB needed (snapshot plus the WAL). '
@@ -373,12 +398,21 @@ def differences(marker, inputs, sha256):
     return [key for key in IDENTITY_KEYS if marker.get(key) != expected[key]]
 
 
-def snapshot_facts(runner, tools, snapshot, skip_hash_check):
+def check_expected_sha256(snapshot, digests, expected):
+    if expected is not None and digests['sha256'] != expected:
+        raise EtcdModuleError(
+            '%s: %s has sha256 %s, expected %s (this is not the file that was checked before: it was truncated, changed '
+            'or replaced since; nothing was written); copy it again.' % (node_name(), snapshot, digests['sha256'], expected),
+            path=snapshot, sha256=digests['sha256'], expected_sha256=expected, size=digests['size'])
+
+
+def snapshot_facts(runner, tools, snapshot, skip_hash_check, expected_sha256=None):
     """SHA-256, size and `snapshot status` of the snapshot file; refuses files that cannot be restored."""
     if not os.path.isfile(snapshot):
         raise EtcdModuleError('Snapshot %s does not exist on %s (or is not a regular file).' % (snapshot, node_name()),
                               path=snapshot)
     digests = snapshot_digests(snapshot)
+    check_expected_sha256(snapshot, digests, expected_sha256)
     if not digests['has_trailing_hash'] and not skip_hash_check:
         raise EtcdModuleError(
             'Snapshot %s on %s (%d bytes) does not end with the SHA-256 that etcdctl snapshot save appends: it is '
@@ -543,6 +577,7 @@ def result_from_marker(plan, marker, changed, moved_aside=None, duration=0.0):
         'revision': marker.get('revision'),
         'snapshot_revision': marker.get('snapshot_revision'),
         'snapshot_sha256': plan['sha256'],
+        'snapshot_total_key': plan['snapshot_status']['total_key'],
         'tool': marker.get('tool'),
         'tool_version': marker.get('tool_version'),
         'bump_revision': plan['inputs']['bump_revision'],
@@ -563,6 +598,7 @@ def main():
             initial_advertise_peer_urls=dict(type='list', elements='str', required=True),
             bump_revision=dict(type='int'),
             mark_compacted=dict(type='bool'),
+            expected_sha256=dict(type='str'),
             skip_hash_check=dict(type='bool', default=False),
             owner_from=dict(type='path'),
             force=dict(type='bool', default=False),
@@ -583,7 +619,8 @@ def main():
             owner_of(params['owner_from'], 'owner_from')
         plan['target_state'], marker = inspect_target(plan['data_dir'])
         tools = detect_tools(module, runner, plan['inputs']['bump_revision'])
-        digests, snapshot_status = snapshot_facts(runner, tools, params['snapshot'], params['skip_hash_check'])
+        digests, snapshot_status = snapshot_facts(runner, tools, params['snapshot'], params['skip_hash_check'],
+                                                  plan['expected_sha256'])
         plan['sha256'] = digests['sha256']
         plan['snapshot_status'] = snapshot_status
         if marker is not None:

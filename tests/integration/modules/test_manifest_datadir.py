@@ -1,14 +1,16 @@
 """etcd_manifest_datadir on the lab: the kubelet really restarts etcd on the new data dir, the manifest changes in
-one line only, the backup lands outside the manifests dir, and refusals leave every file as it was."""
+one line only, the backup lands outside the manifests dir, a manifest prepared in ``dest`` leaves the running one (and
+etcd) alone, and refusals leave every file as it was."""
 
 import os
+import shutil
 import stat
 import time
 
 import pytest
 import yaml
 
-from modhelpers import labs, read, run_task
+from modhelpers import four_runs, labs, read, run_task
 
 MANIFEST = "/etc/kubernetes/manifests/etcd.yaml"
 BACKUP_DIR = "/etc/kubernetes/kubeops-etcd/manifest-backups"
@@ -145,3 +147,70 @@ def test_refusals_name_the_problem_and_change_nothing(lab, run_playbook):
     assert backups(lab) == existing_backups
     assert sorted(os.listdir(os.path.dirname(manifest_path))) == [
         "etcd.yaml", "kube-apiserver.yaml", "kube-controller-manager.yaml", "kube-scheduler.yaml"]
+
+
+@pytest.mark.parametrize("lab", labs(200), indirect=True)
+def test_dest_prepares_the_new_manifest_while_etcd_keeps_running(lab, run_playbook):
+    manifest_path = lab.node_path("cp1", MANIFEST)
+    original = read(manifest_path)
+    manifest_stat = os.stat(manifest_path)
+    old_dir = yaml.safe_load(original)["spec"]["volumes"]
+    old_dir = [v for v in old_dir if v["name"] == "etcd-data"][0]["hostPath"]["path"]
+    new_dir = "/var/lib/etcd-prepared-it"
+    prepared_dir = "/etc/kubernetes/kubeops-it-prepared"
+    dest = prepared_dir + "/etcd.yaml"
+    etcd_before = running_etcd(lab)
+    existing_backups = backups(lab)
+    os.makedirs(lab.node_path("cp1", new_dir + "/member"))
+    os.makedirs(lab.node_path("cp1", prepared_dir), mode=0o700)
+    args = {"data_dir": new_dir, "dest": dest}
+    try:
+        run, checked = run_module(run_playbook, lab, args, check=True, diff=True)
+        assert run.rc == 0, run
+        assert checked["changed"] is True and checked["dest"] == dest and checked["dest_replaced"] is False
+        assert checked["diff"][0]["before"].encode() == original
+        assert checked["diff"][0]["after"].encode() == original.replace(
+            ("      path: %s\n" % old_dir).encode(), ("      path: %s\n" % new_dir).encode())
+        assert checked["diff"][0]["after_header"] == dest and len(checked["diff"]) == 1
+        assert not os.path.exists(lab.node_path("cp1", dest))
+
+        results = four_runs(run_playbook, lab, TASK, "etcd_manifest_datadir", args)
+        real = results[1]
+        assert (real["path"], real["dest"], real["backup_file"]) == (MANIFEST, dest, None)
+        assert real["previous_data_dir"] == old_dir and real["data_dir"] == new_dir
+        written = read(lab.node_path("cp1", dest))
+        before_lines, after_lines = original.splitlines(True), written.splitlines(True)
+        assert len(before_lines) == len(after_lines)
+        assert [(a, b) for a, b in zip(before_lines, after_lines) if a != b] == [
+            (("      path: %s\n" % old_dir).encode(), ("      path: %s\n" % new_dir).encode())]
+        info = os.stat(lab.node_path("cp1", dest))
+        assert (stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid) == (0o600, 0, 0)
+        # The running manifest is untouched (same bytes, same inode, same mtime), so etcd was not restarted.
+        assert read(manifest_path) == original
+        after = os.stat(manifest_path)
+        assert (after.st_ino, after.st_mtime_ns) == (manifest_stat.st_ino, manifest_stat.st_mtime_ns)
+        assert running_etcd(lab) == etcd_before
+        assert backups(lab) == existing_backups
+        assert sorted(os.listdir(os.path.dirname(manifest_path))) == [
+            "etcd.yaml", "kube-apiserver.yaml", "kube-controller-manager.yaml", "kube-scheduler.yaml"]
+
+        # Something else in dest (an older run's output) is replaced, and the diff shows what it held.
+        with open(lab.node_path("cp1", dest), "w") as handle:
+            handle.write("stale\n")
+        run, replaced = run_module(run_playbook, lab, args, diff=True)
+        assert run.rc == 0, run
+        assert replaced["changed"] is True and replaced["dest_replaced"] is True
+        assert replaced["diff"][1]["before"] == "stale\n" and replaced["diff"][1]["after"].encode() == written
+        assert read(lab.node_path("cp1", dest)) == written
+
+        for bad, message in ((MANIFEST.replace("etcd.yaml", "etcd-prepared.yaml"), "in the kubelet's manifests directory"),
+                             ("/etc/kubernetes/kubeops-it-missing/etcd.yaml", "of dest does not exist on cp1")):
+            run, refused = run_module(run_playbook, lab, dict(args, dest=bad))
+            assert run.rc != 0
+            assert message in refused["msg"]
+            assert not os.path.exists(lab.node_path("cp1", bad))
+        assert read(manifest_path) == original
+        assert running_etcd(lab) == etcd_before
+    finally:
+        shutil.rmtree(lab.node_path("cp1", prepared_dir), ignore_errors=True)
+        shutil.rmtree(lab.node_path("cp1", new_dir), ignore_errors=True)

@@ -5,6 +5,7 @@ Every etcd version the lab offers; ansible-playbook over SSH; the IDs etcd_resto
 restarted etcd reports.
 """
 
+import hashlib
 import json
 import os
 import shutil
@@ -79,6 +80,19 @@ def test_restore_round_trip_reads_back_exactly_the_snapshot(lab, run_playbook, w
     assert old_data_dir in refused["msg"] and "cp1" in refused["msg"]
     assert tree_state(lab.node_path("cp1", old_data_dir)) == live_before
 
+    # A snapshot that is not the one checked before (here: one byte changed) is refused before anything is written.
+    with open(snapshot, "rb") as handle:
+        digest = hashlib.sha256(handle.read()).hexdigest()
+    wrong = digest[:-1] + ("0" if digest[-1] != "0" else "1")
+    for check in (True, False):
+        run, refused = run_task(run_playbook, lab, "Restore a snapshot with another SHA-256", "etcd_restore",
+                                dict(restore_args, expected_sha256=wrong), check=check)
+        assert run.rc != 0
+        assert refused["msg"].startswith("cp1: %s has sha256 %s, expected %s (" % (snapshot, digest, wrong))
+        assert refused["msg"].endswith("; copy it again.")
+        assert not [n for n in os.listdir(lab.node_path("cp1", "/var/lib")) if n.startswith("etcd-restored-it")]
+    restore_args["expected_sha256"] = digest
+
     if BUMP_SUPPORTED[version]:
         restore_args.update(bump_revision=BUMP, mark_compacted=True)
     else:
@@ -93,6 +107,9 @@ def test_restore_round_trip_reads_back_exactly_the_snapshot(lab, run_playbook, w
 
     restored = four_runs(run_playbook, lab, "Restore the snapshot into a new data dir", "etcd_restore", restore_args)
     real = restored[1]
+    assert real["snapshot_sha256"] == digest
+    status = json.loads(lab.etcdctl("snapshot", "status", snapshot, "-w", "json").stdout)
+    assert [r["snapshot_total_key"] for r in restored] == [status["totalKey"]] * 4
     assert real["tool"] == ("etcdctl" if version.startswith("3.4") else "etcdutl")
     assert real["tool_version"] == version
     assert real["data_dir"] == new_data_dir

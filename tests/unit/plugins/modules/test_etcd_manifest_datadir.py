@@ -164,3 +164,110 @@ def test_data_dir_without_etcd_data_is_refused_unless_allowed(run, node, tmp_pat
 
     allowed = run(args(node, data_dir=empty, allow_empty=True))
     assert allowed['changed'] is True and allowed['data_dir'] == empty
+
+
+def only_hostpath_line_differs(before, after, old, new):
+    before_lines, after_lines = before.splitlines(True), after.splitlines(True)
+    assert len(before_lines) == len(after_lines)
+    assert [(a, b) for a, b in zip(before_lines, after_lines) if a != b] == [
+        (('      path: %s\n' % old).encode(), ('      path: %s\n' % new).encode())]
+
+
+@pytest.fixture
+def dest(tmp_path):
+    prepared = tmp_path / 'kubeops-etcd' / 'prepared'
+    prepared.mkdir(parents=True)
+    return str(prepared / 'etcd.yaml')
+
+
+def test_dest_check_real_again_and_again_in_check_leaves_path_alone(run, node, dest):
+    original = read(node['path'])
+    path_before = os.stat(node['path'])
+    checked = run(args(node, dest=dest), check=True, diff=True)
+    assert checked['changed'] is True and checked['dest'] == dest and checked['dest_replaced'] is False
+    assert checked['diff'] == [{'before': original.decode(), 'after': original.decode().replace(
+        '      path: /var/lib/etcd\n', '      path: %s\n' % node['restored']),
+        'before_header': node['path'], 'after_header': dest}]
+    assert not os.path.exists(dest)
+
+    real = run(args(node, dest=dest))
+    assert real['changed'] is True
+    assert (real['path'], real['dest'], real['backup_file']) == (node['path'], dest, None)
+    assert real['previous_data_dir'] == '/var/lib/etcd' and real['data_dir'] == node['restored']
+    only_hostpath_line_differs(original, read(dest), '/var/lib/etcd', node['restored'])
+    info = os.stat(dest)
+    assert (stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid) == (0o600, 0, 0)
+    # The source manifest: same bytes, same inode, never rewritten; no backup needed.
+    assert read(node['path']) == original
+    assert os.stat(node['path']).st_ino == path_before.st_ino
+    assert os.stat(node['path']).st_mtime_ns == path_before.st_mtime_ns
+    assert not os.path.exists(node['backups'])
+    assert os.listdir(os.path.dirname(dest)) == ['etcd.yaml']
+
+    for check in (False, True):
+        again = run(args(node, dest=dest), check=check, diff=True)
+        assert again['changed'] is False and again['dest_replaced'] is False and 'diff' not in again
+    assert read(node['path']) == original
+
+
+def test_dest_holding_something_else_is_replaced_and_shown_in_the_diff(run, node, dest):
+    with open(dest, 'w') as handle:
+        handle.write('an older prepared manifest\n')
+    os.chmod(dest, 0o644)
+    result = run(args(node, dest=dest), diff=True)
+    assert result['changed'] is True and result['dest_replaced'] is True
+    assert len(result['diff']) == 2
+    assert result['diff'][1]['before'] == 'an older prepared manifest\n'
+    assert result['diff'][1]['after'] == read(dest).decode()
+    assert stat.S_IMODE(os.stat(dest).st_mode) == 0o600
+    assert os.listdir(os.path.dirname(dest)) == ['etcd.yaml']
+
+
+def test_dest_with_the_right_text_but_another_mode_is_rewritten(run, node, dest):
+    run(args(node, dest=dest))
+    text = read(dest)
+    os.chmod(dest, 0o644)
+    result = run(args(node, dest=dest), diff=True)
+    assert result['changed'] is True and result['dest_replaced'] is True
+    assert len(result['diff']) == 1
+    assert read(dest) == text and stat.S_IMODE(os.stat(dest).st_mode) == 0o600
+
+
+def test_dest_is_a_copy_when_path_already_uses_the_data_dir(run, node, dest):
+    # allow_empty: this test host has no etcd data in /var/lib/etcd.
+    result = run(args(node, dest=dest, data_dir='/var/lib/etcd', allow_empty=True))
+    assert result['changed'] is True
+    assert read(dest) == read(node['path'])
+    assert run(args(node, dest=dest, data_dir='/var/lib/etcd', allow_empty=True))['changed'] is False
+
+
+@pytest.mark.parametrize('where, message', [
+    ('manifests/etcd-restored.yaml', "is in the kubelet's manifests directory"),
+    ('manifests/.etcd-prepared.yaml', "is in the kubelet's manifests directory"),
+    ('manifests/etcd.yaml', 'is the manifest itself'),
+    ('missing-dir/etcd.yaml', 'of dest does not exist on'),
+    ('kubeops-etcd/prepared', 'exists and is not a regular file'),
+])
+def test_bad_dest_is_refused_and_nothing_is_written(run, node, dest, tmp_path, where, message):
+    original = read(node['path'])
+    target = str(tmp_path / where)
+    before = sorted(os.listdir(node['manifests']))
+    for check in (True, False):
+        result = run(args(node, dest=target), check=check)
+        assert result['failed']
+        assert message in result['msg'] and os.path.dirname(target) in result['msg']
+    assert read(node['path']) == original
+    assert sorted(os.listdir(node['manifests'])) == before
+    assert not os.path.exists(node['backups'])
+
+
+def test_relative_dest_is_refused(run, node):
+    result = run(args(node, dest='prepared/etcd.yaml'))
+    assert result['failed'] and 'dest prepared/etcd.yaml is a relative path' in result['msg']
+
+
+def test_kubelet_dirs_are_kubeadms_and_a_manifests_dir_of_path():
+    assert etcd_manifest_datadir.kubelet_dirs('/srv/k8s/manifests/etcd.yaml') == [
+        '/etc/kubernetes/manifests', '/srv/k8s/manifests']
+    assert etcd_manifest_datadir.kubelet_dirs('/etc/kubernetes/kubeops-etcd/held-manifests/etcd.yaml') == [
+        '/etc/kubernetes/manifests']

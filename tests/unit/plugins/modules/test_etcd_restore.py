@@ -368,3 +368,58 @@ def test_owner_from_also_gives_its_selinux_context_where_selinux_is_on(run, para
     assert temp_root.startswith(params['data_dir'] + '.kubeops-tmp-')
     assert sorted(os.path.relpath(path, temp_root) for path in labelled) == sorted(['.'] + tree(params['data_dir']))
     assert all(value == context for value in labelled.values())
+
+
+def sha256_of(path):
+    import hashlib
+    with open(path, 'rb') as handle:
+        return hashlib.sha256(handle.read()).hexdigest()
+
+
+def test_expected_sha256_that_matches_restores_and_reports_the_total_key(run, params, snapshot):
+    digest = sha256_of(snapshot)
+    for check in (True, False):
+        result = run(dict(params, expected_sha256=digest.upper()), check=check)
+        assert result['changed'] is True, result
+        assert result['snapshot_sha256'] == digest
+        # etcd 3.5.1 counts the three keys plus its own meta keys; the number comes from `snapshot status`.
+        assert isinstance(result['snapshot_total_key'], int) and result['snapshot_total_key'] >= 3
+    assert run(dict(params, expected_sha256=digest))['changed'] is False
+
+
+def test_a_snapshot_with_another_sha256_is_refused_before_anything_is_written(run, params, snapshot, tmp_path):
+    digest = sha256_of(snapshot)
+    wrong = 'f' * 64
+    for check in (True, False):
+        result = run(dict(params, expected_sha256=wrong), check=check)
+        assert result['failed']
+        assert result['msg'].startswith('%s: %s has sha256 %s, expected %s (' % (
+            etcd_restore.node_name(), snapshot, digest, wrong))
+        assert result['msg'].endswith('; copy it again.')
+        assert result['sha256'] == digest and result['expected_sha256'] == wrong
+    assert siblings(params) == []
+
+
+@pytest.mark.parametrize('value', ['abc', 'g' * 64, 'f' * 63])
+def test_expected_sha256_must_be_64_hex_digits(run, params, value):
+    result = run(dict(params, expected_sha256=value))
+    assert result['failed'] and 'is not a SHA-256 (64 hex digits)' in result['msg']
+    assert siblings(params) == []
+
+
+def test_free_space_is_judged_by_the_one_rule_of_module_utils_space(run, params, snapshot, monkeypatch):
+    from ansible_collections.kubeops.etcd.plugins.module_utils.space import restored_dir_bytes
+    needed = restored_dir_bytes(os.path.getsize(snapshot))
+    real_statvfs = os.statvfs
+
+    def statvfs_with(free):
+        class Free(object):
+            f_bavail = free
+            f_frsize = 1
+        return lambda path: Free() if path == os.path.dirname(params['data_dir']) else real_statvfs(path)
+
+    monkeypatch.setattr(etcd_restore.os, 'statvfs', statvfs_with(needed - 1))
+    short = run(params, check=True)
+    assert short['failed'] and short['needed_bytes'] == needed and short['free_bytes'] == needed - 1
+    monkeypatch.setattr(etcd_restore.os, 'statvfs', statvfs_with(needed))
+    assert run(params, check=True)['changed'] is True
