@@ -17,6 +17,9 @@ BUMP = 1000000000
 MANIFESTS = ("etcd.yaml", "kube-apiserver.yaml", "kube-controller-manager.yaml", "kube-scheduler.yaml")
 HOLDING_DIR = "/etc/kubernetes/kubeops-etcd/held-manifests"
 STAGING_DIR = "/var/lib/kubeops-etcd/restore"
+RUNS_DIR = "/etc/kubernetes/kubeops-etcd/runs"
+STOP_TASK = "Stop kube-apiserver, kube-controller-manager and kube-scheduler, then etcd, on every control plane"
+ROLLED_BACK_TASK = "Fail the restore now that every control plane is back on its previous data"
 # Keys the API server, controller-manager and scheduler stand-ins rewrite all the time.
 VOLATILE_PREFIXES = ("/registry/leases/", "/registry/masterleases/")
 
@@ -142,6 +145,7 @@ def node_state(lab):
             "var_lib": listdir(lab, host, "/var/lib"),
             "held": listdir(lab, host, HOLDING_DIR) or [],
             "staged": listdir(lab, host, STAGING_DIR) or [],
+            "runs": listdir(lab, host, RUNS_DIR) or [],
         }
     return state
 
@@ -177,6 +181,28 @@ def container_pid(lab, host, name):
     ids = lab.exec(host, ["crictl", "ps", "--name", "^%s$" % name, "--state", "running", "-q"]).stdout.split()
     assert len(ids) == 1, ids
     return json.loads(lab.exec(host, ["crictl", "inspect", ids[0]]).stdout)["info"]["pid"]
+
+
+def manifests(lab, host):
+    return {name: read_node_file(lab, host, "/etc/kubernetes/manifests/" + name) for name in MANIFESTS}
+
+
+def assert_back_on_old_cluster(lab, cluster_before, keys_before, manifests_before):
+    """After a rollback: the old cluster with its data, every manifest byte for byte, nothing held, API up."""
+    assert cluster_id(lab) == cluster_before
+    assert keys(lab, with_values=True) == keys_before
+    for host in hosts(lab):
+        assert manifests(lab, host) == manifests_before[host], host
+        assert listdir(lab, host, HOLDING_DIR) == []
+        assert readyz(lab, host) == (200, "ok")
+
+
+def next_restore_pattern(lab, host):
+    """A regex for the lab kubelet's faults that matches a manifest pointing at a data dir the next restore
+    prepares (a sibling `<dir>-restored-<new timestamp>`), and not at the data dir the node runs on now."""
+    current = manifest_data_dir(lab, host)
+    base, _sep, suffix = current.partition("-restored-")
+    return "path: %s-restored-%s" % (base, "(?!%s)" % suffix if suffix else "")
 
 
 def readyz_ok(lab, host):

@@ -1,6 +1,7 @@
 """playbooks/backup.yml and playbooks/restore.yml on a 3-node etcd 3.5.30 lab, in order on one lab:
-back up; restore the backup (round trip); restore again with a node whose restore tool breaks mid-way
-(a real failure after the pods are stopped), which must roll every node back.
+back up; restore the backup (round trip); a restore tool that breaks on one node while the members are
+prepared is refused without stopping anything; an etcd that does not come up on one node after the
+swap rolls every node back (the fault is injected in the lab's kubelet, not in the role).
 """
 
 import hashlib
@@ -88,6 +89,13 @@ def test_restore_brings_back_exactly_the_snapshot_under_a_new_cluster_identity(l
     assert h.revision(lab) >= int(report["revision"]) + h.BUMP
     for member in result["members"]:
         host = member["host"]
+        run_dir = h.RUNS_DIR + "/" + os.path.basename(member["run_dir"])
+        assert member["run_dir"] == run_dir
+        assert stat.S_IMODE(os.stat(lab.node_path(host, run_dir)).st_mode) == 0o700
+        assert stat.S_IMODE(os.stat(lab.node_path(host, h.RUNS_DIR)).st_mode) == 0o700
+        # The etcd.yaml it replaced is kept, byte for byte, outside the manifests dir.
+        assert h.read_node_file(lab, host, run_dir + "/replaced/etcd.yaml") == before[host]
+        assert h.read_node_file(lab, host, run_dir + "/etcd.yaml.orig") == before[host]
         assert new_members[member["name"]] == member["member_id"]
         new_dir = member["new_data_dir"]
         assert member["old_data_dir"] == old_dirs[host]
@@ -115,42 +123,54 @@ exec {real} "$@"
 """
 
 
-def test_restore_failing_on_one_node_rolls_every_node_back(lab, run_playbook, tmp_path, shared):
+def test_restore_tool_failing_on_one_node_is_refused_before_anything_stops(lab, run_playbook, tmp_path, shared):
     wrapper = "/var/lib/kubeops-test/etcdutl"
     os.makedirs(os.path.dirname(lab.node_path("cp2", wrapper)), exist_ok=True)
     with open(lab.node_path("cp2", wrapper), "w") as handle:
         handle.write(BROKEN_ETCDUTL.format(real=lab.node("cp2")["etcdutl"]))
     os.chmod(lab.node_path("cp2", wrapper), 0o755)
     overlay = h.write_inventory_overlay(str(tmp_path / "overlay.yml"), {"cp2": {"etcd_restore_etcdutl_path": wrapper}})
-    lab.etcdctl("put", PREFIX + "written-before-the-failed-restore", "must-survive")
-    keys_before = h.keys(lab, with_values=True)
-    manifests_before = {host: {name: h.read_node_file(lab, host, "/etc/kubernetes/manifests/" + name)
-                               for name in h.MANIFESTS} for host in h.hosts(lab)}
-    cluster_before = h.cluster_id(lab)
-    assert cluster_before == shared["restored_cluster"]
+    lab.etcdctl("put", PREFIX + "written-before-the-refused-restore", "must-survive")
+    before, keys_before, cluster_before = h.node_state(lab), h.keys(lab, with_values=True), h.cluster_id(lab)
 
     run = h.restore(run_playbook, lab, shared["report"]["snapshot"], extra_args=overlay)
 
     assert run.rc != 0, run
-    final = run.result("Fail the restore now that every control plane is back on its previous data", "cp1")
-    assert "on cp2 at step restore" in final["msg"], final["msg"]
-    assert "no space left on device" in final["msg"]
-    assert "ROLLED BACK" in final["msg"]
-    # Lockstep: cp1 and cp3 restored fine, yet no node went on to the next restore task once cp2 failed.
-    assert run.result("Restore each member from the snapshot into its new data directory", "cp1")["changed"] is True
-    assert not run.task_results("Point each held etcd.yaml at its restored data directory")
-    # The pods were really stopped before the failure: every node ran the rollback.
-    for host in h.hosts(lab):
-        stopped = run.result("Stop etcd on every control plane", host)
-        assert stopped["changed"] is True
-        assert run.result("Rollback: point each held etcd.yaml back at its previous data directory", host)
+    final = run.result("Refuse the restore; the cluster kept serving", "cp1")["msg"]
+    assert final.startswith("The restore was refused before anything was stopped: preparing the members failed on cp2"), final
+    assert "no space left on device" in final
+    # cp1 and cp3 had restored their members; what they wrote is gone, and no pod was ever stopped.
+    assert run.result("Restore every member into its new data dir while the cluster still serves (the copy is "
+                      "verified first)", "cp1")["changed"] is True
+    assert not run.task_results(h.STOP_TASK)
+    assert h.node_state(lab) == before
     assert h.cluster_id(lab) == cluster_before
     assert h.keys(lab, with_values=True) == keys_before
+
+
+def test_etcd_not_coming_up_on_one_node_rolls_every_node_back(lab, run_playbook, shared):
+    lab.etcdctl("put", PREFIX + "written-before-the-failed-restore", "must-survive")
+    keys_before, cluster_before = h.keys(lab, with_values=True), h.cluster_id(lab)
+    assert cluster_before == shared["restored_cluster"]
+    manifests_before = {host: h.manifests(lab, host) for host in h.hosts(lab)}
+    # The kubelet on cp2 fails every etcd container whose manifest points at another restored data dir than
+    # the one it runs on now (the first restore's): the one this restore prepares.
+    lab.set_fault("cp2", "etcd", when_manifests_match=h.next_restore_pattern(lab, "cp2"),
+                  message="etcd cannot open its data dir")
+    try:
+        run = h.restore(run_playbook, lab, shared["report"]["snapshot"], etcd_restore_pod_timeout=20)
+    finally:
+        lab.clear_faults("cp2")
+
+    assert run.rc != 0, run
+    final = run.result(h.ROLLED_BACK_TASK, "cp1")["msg"]
+    assert final.startswith("etcd restore FAILED on cp2 at step start_etcd"), final
+    assert "ROLLED BACK" in final
     for host in h.hosts(lab):
-        for name in h.MANIFESTS:
-            assert h.read_node_file(lab, host, "/etc/kubernetes/manifests/" + name) == manifests_before[host][name], (host, name)
-        assert h.listdir(lab, host, h.HOLDING_DIR) == []
-        assert h.readyz(lab, host) == (200, "ok")
-    # The nodes whose restore had succeeded keep their half-restored directory, moved aside.
-    moved = [d for host in ("cp1", "cp3") for d in h.listdir(lab, host, "/var/lib") if ".failed-" in d]
-    assert len(moved) == 2, moved
+        assert run.result(h.STOP_TASK, host)["changed"] is True
+        assert run.result("Rollback: put the original etcd.yaml back and start etcd on every control plane", host)
+    h.assert_back_on_old_cluster(lab, cluster_before, keys_before, manifests_before)
+    # Every node's restored data dir is kept, moved aside, and the etcd.yaml that pointed at it is in the run dir.
+    for host in h.hosts(lab):
+        moved = [d for d in h.listdir(lab, host, "/var/lib") if ".failed-" in d]
+        assert len(moved) == 1, (host, moved)

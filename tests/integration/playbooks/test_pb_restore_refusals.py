@@ -37,7 +37,7 @@ def refused(run_playbook, lab, snapshot, extra_args=None, **extra_vars):
     before, keys_before = h.node_state(lab), h.keys(lab, with_values=True)
     run = h.restore(run_playbook, lab, snapshot, extra_args=extra_args, **extra_vars)
     assert run.rc != 0, run
-    assert not run.task_results("Stop etcd on every control plane"), run
+    assert not run.task_results(h.STOP_TASK), run
     assert h.node_state(lab) == before
     assert h.keys(lab, with_values=True) == keys_before
     return " | ".join(failure_messages(run))
@@ -45,7 +45,7 @@ def refused(run_playbook, lab, snapshot, extra_args=None, **extra_vars):
 
 def test_missing_snapshot_is_refused(lab, run_playbook, snapshot, tmp_path):
     message = refused(run_playbook, lab, str(tmp_path / "no-such-backup.db"))
-    assert "no-such-backup.db and " in message and "do not exist on the ops box" in message, message
+    assert "the ops box: " in message and "no-such-backup.db does not exist" in message, message
 
 
 def test_snapshot_not_matching_its_metadata_is_refused(lab, run_playbook, snapshot, tmp_path):
@@ -92,23 +92,45 @@ def test_restore_of_only_some_control_planes_is_refused(lab, run_playbook, snaps
     run = run_playbook(lab, h.RESTORE_PLAYBOOK, extra_vars={"snapshot": snapshot}, limit="cp1,cp3")
     assert run.rc != 0, run
     messages = " | ".join(failure_messages(run))
-    assert "members of the running cluster that are not hosts of this play: cp2" in messages, messages
+    assert "member(s) cp2 of the running cluster are not hosts of this play" in messages, messages
     assert h.node_state(lab) == before
     assert h.keys(lab, with_values=True) == keys_before
 
 
-def test_check_mode_prints_the_plan_and_changes_nothing(lab, run_playbook, snapshot, tools_on_cp2):
+PLAY_WITH_A_TASK_AFTER_THE_RESTORE = """
+- name: Restore, then carry on in the same play
+  hosts: kube_control_plane
+  gather_facts: false
+  tasks:
+    - name: Restore etcd
+      ansible.builtin.include_role:
+        name: kubeops.etcd.etcd_restore
+    - name: A task of the caller after the restore
+      ansible.builtin.debug:
+        msg: the play went on
+"""
+
+
+def test_check_mode_prints_the_plan_changes_nothing_and_the_play_goes_on(lab, run_playbook, snapshot, tools_on_cp2):
     before, keys_before = h.node_state(lab), h.keys(lab, with_values=True)
-    run = h.restore(run_playbook, lab, snapshot, check=True, extra_args=tools_on_cp2)
+    run = run_playbook(lab, PLAY_WITH_A_TASK_AFTER_THE_RESTORE, extra_vars={"snapshot": snapshot}, check=True,
+                       extra_args=tools_on_cp2)
     assert run.rc == 0, run
     plan = run.result("Show the restore plan", "cp1")["msg"]
     assert "CHECK MODE" in plan[0]
     text = "\n".join(plan)
     assert "initial cluster cp1=https://127.0.0.71:2380,cp2=https://127.0.0.72:2380,cp3=https://127.0.0.73:2380" in text
+    assert "new cluster token kubeops-" in text and "revision bump +1000000000" in text
     for host in h.hosts(lab):
-        assert "%s: member %s" % (host, host) in text
+        assert "%s: member %s id " % (host, host) in text
         assert "/var/lib/etcd -> /var/lib/etcd-restored-" in text
-    assert not run.task_results("Copy the snapshot to every control plane")
+    assert "restore with etcdutl 3.5.30" in text
+    for host in h.hosts(lab):
+        assert run.result("A task of the caller after the restore", host)["msg"] == "the play went on"
+    # Everything after the plan is skipped in check mode, then the caller's own task runs.
+    for name in ("Copy the snapshot from the ops box to every control plane", h.STOP_TASK):
+        results = run.task_results(name)
+        assert results and all(r["status"] == "skipped" for r in results), results
     assert h.node_state(lab) == before
     assert h.keys(lab, with_values=True) == keys_before
 

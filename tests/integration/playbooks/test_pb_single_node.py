@@ -1,6 +1,6 @@
-"""One control plane: restore; a failure after etcd is back up on the restored data rolls it back to the
-data it had before (test hook etcd_restore_fail_after_step=start_etcd); a rollback that itself fails
-(test hook etcd_restore_fail_in_rollback) describes the node's state, and its hand steps finish the job."""
+"""One control plane: restore; an API server that does not come up once etcd runs on the restored data
+rolls it back to the data it had before; a rollback that itself fails (etcd fails on any data) describes
+the node's state, and its hand steps finish the job. Faults come from the lab's kubelet, not the role."""
 
 import os
 
@@ -33,13 +33,22 @@ def test_single_node_rollback_after_etcd_started_on_the_restored_data(lab, run_p
     cluster_before = h.cluster_id(lab)
     manifests_before = {name: h.read_node_file(lab, "cp1", "/etc/kubernetes/manifests/" + name) for name in h.MANIFESTS}
 
-    run = h.restore(run_playbook, lab, snapshot, etcd_restore_fail_after_step="start_etcd")
+    # The API server fails while etcd.yaml points at the data dir this restore prepares.
+    lab.set_fault("cp1", "kube-apiserver", when_manifests_match=h.next_restore_pattern(lab, "cp1"),
+                  message="kube-apiserver cannot start")
+    try:
+        run = h.restore(run_playbook, lab, snapshot, etcd_restore_pod_timeout=15, etcd_restore_apiserver_timeout=15)
+    finally:
+        lab.clear_faults("cp1")
 
     assert run.rc != 0, run
     # etcd really ran on the restored data before the failure.
-    assert run.result("Wait until every restored member is healthy, with one leader and the planned member list", "cp1")
-    message = run.result("Fail the restore now that every control plane is back on its previous data", "cp1")["msg"]
-    assert "on cp1 at step start_etcd" in message and "ROLLED BACK" in message, message
+    healthy = run.result("Wait until every restored member is healthy, with one leader and the planned member list",
+                         "cp1")
+    assert healthy["cluster"]["healthy"] is True and healthy["cluster"]["cluster_id"] != cluster_before
+    message = run.result(h.ROLLED_BACK_TASK, "cp1")["msg"]
+    assert message.startswith("etcd restore FAILED on cp1 at step start_apiserver"), message
+    assert "ROLLED BACK" in message
     assert h.cluster_id(lab) == cluster_before
     assert h.keys(lab, with_values=True) == keys_before
     for name in h.MANIFESTS:
@@ -55,21 +64,22 @@ def test_incomplete_rollback_describes_each_node_and_its_hand_steps_work(lab, ru
     old_dir = h.manifest_data_dir(lab, "cp1")
     manifests_before = {name: h.read_node_file(lab, "cp1", "/etc/kubernetes/manifests/" + name) for name in h.MANIFESTS}
 
-    run = h.restore(run_playbook, lab, snapshot, etcd_restore_fail_after_step="manifest",
-                    etcd_restore_fail_in_rollback=True)
-
-    assert run.rc != 0, run
-    message = run.result("Rollback failed: stop, and describe the state of every control plane", "cp1")["msg"]
-    assert message.startswith("ROLLBACK INCOMPLETE. The restore failed on cp1 at step manifest"), message
-    assert "Injected failure in the rollback on cp1" in message
-    assert ("cp1: etcd.yaml is HELD in %s (etcd stopped) and points at %s (previous %s, restored %s-restored-"
-            % (h.HOLDING_DIR, old_dir, old_dir, old_dir.split("-restored-")[0])) in message, message
-    assert ("held manifests: etcd.yaml, kube-apiserver.yaml, kube-controller-manager.yaml, kube-scheduler.yaml"
-            in message), message
+    # etcd fails on any data from now on: on the restored data, and again when the rollback starts it on the old.
+    lab.set_fault("cp1", "etcd", message="etcd cannot start")
+    try:
+        run = h.restore(run_playbook, lab, snapshot, etcd_restore_pod_timeout=10)
+        assert run.rc != 0, run
+        message = run.result("Rollback failed: stop, and describe the state of every control plane", "cp1")["msg"]
+    finally:
+        lab.clear_faults("cp1")
+    assert message.startswith("ROLLBACK INCOMPLETE. The restore failed on cp1 at step start_etcd"), message
+    assert "then the rollback failed on cp1 at step rollback" in message, message
+    assert ("cp1: etcd.yaml is active in /etc/kubernetes/manifests and points at %s (previous %s, restored %s-restored-"
+            % (old_dir, old_dir, old_dir.split("-restored-")[0])) in message, message
+    assert "held manifests: kube-apiserver.yaml, kube-controller-manager.yaml, kube-scheduler.yaml" in message, message
     assert "To finish by hand" in message
-    # Finish by hand as the message says: etcd.yaml already points at the previous directory, so move the
-    # held manifests back, etcd first.
-    for name in h.MANIFESTS:
+    # Finish by hand as the message says: etcd.yaml is the original again, so move the held manifests back.
+    for name in h.MANIFESTS[1:]:
         os.rename(lab.node_path("cp1", h.HOLDING_DIR + "/" + name),
                   lab.node_path("cp1", "/etc/kubernetes/manifests/" + name))
     assert h.wait_for(lambda: lab.etcdctl("endpoint", "health", check=False).returncode == 0, timeout=120)

@@ -1,0 +1,205 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) kubeops.etcd contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Controller side of the restore planner: reads the snapshot on the ops box, then hands every
+decision to module_utils/restore_plan.py (pure functions) and returns what they decided."""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import json
+import os
+import stat
+
+from ansible.errors import AnsibleActionFail
+from ansible.module_utils.common.text.converters import to_native
+from ansible.plugins.action import ActionBase
+
+from ansible_collections.kubeops.etcd.plugins.module_utils import restore_plan as planner
+from ansible_collections.kubeops.etcd.plugins.module_utils.errors import EtcdModuleError
+from ansible_collections.kubeops.etcd.plugins.module_utils.files import (
+    TRAILING_HASH_SIZE, inspect_bolt_file, snapshot_digests)
+
+ARGUMENT_SPEC = dict(
+    phase=dict(type='str', required=True, choices=['snapshot', 'plan', 'prepared', 'report', 'rollback']),
+    snapshot=dict(type='raw'),
+    backup_dir=dict(type='path'),
+    hosts=dict(type='list', elements='str'),
+    host_vars=dict(type='dict', default={}),
+    old_cluster=dict(type='raw'),
+    options=dict(type='dict'),
+    plan=dict(type='dict'),
+    final_cluster=dict(type='dict'),
+    timings=dict(type='dict'),
+    rollback_cluster=dict(type='dict'),
+    outcome=dict(type='str', default='rolled_back', choices=['rolled_back', 'incomplete', 'discarded']),
+)
+
+# What each phase reads from every host's variables (host_vars maps these keys to variable names).
+HOST_VAR_KEYS = ('node', 'restore_result', 'failure', 'rollback_failure', 'state', 'moved_aside')
+
+
+def collect(task_vars, hosts, name):
+    """{host: value of the variable `name` on that host} for every host where it is defined."""
+    found = {}
+    if not name:
+        return found
+    hostvars = task_vars.get('hostvars') or {}
+    for host in hosts:
+        try:
+            values = hostvars[host]
+        except KeyError:
+            continue
+        if name in values:
+            found[host] = values[name]
+    return found
+
+
+def read_local_snapshot(path):
+    """Facts of a snapshot file on the ops box, for restore_plan.check_snapshot."""
+    path = os.path.realpath(os.path.expanduser(path))
+    facts = {'kind': 'local', 'host': None, 'path': path, 'exists': os.path.lexists(path)}
+    if not facts['exists'] or path.endswith('.part'):
+        return facts
+    info = os.stat(path)
+    facts['is_regular'] = stat.S_ISREG(info.st_mode)
+    if not facts['is_regular']:
+        return facts
+    digests = snapshot_digests(path)
+    facts.update(size=digests['size'], sha256=digests['sha256'], has_trailing_hash=digests['has_trailing_hash'],
+                 bolt_error=None, metadata=None, metadata_error=None)
+    try:
+        inspect_bolt_file(path, digests['size'] - (TRAILING_HASH_SIZE if digests['has_trailing_hash'] else 0))
+    except EtcdModuleError as exc:
+        facts['bolt_error'] = exc.msg
+    meta_path = path + '.meta.json'
+    if os.path.exists(meta_path):
+        try:
+            with open(meta_path, 'rb') as handle:
+                meta = json.loads(handle.read().decode('utf-8'))
+            if not isinstance(meta, dict):
+                raise ValueError('not a JSON object')
+            facts['metadata'] = meta
+        except (IOError, OSError, ValueError) as exc:
+            facts['metadata_error'] = to_native(exc)
+    return facts
+
+
+def node_snapshot_facts(host, path, info):
+    """Facts of a snapshot on a control plane, from etcd_snapshot_info run there."""
+    snap = info.get('snapshot') or {}
+    return {
+        'kind': 'node', 'host': host, 'path': path, 'exists': True, 'is_regular': True,
+        'size': snap.get('size'), 'sha256': snap.get('sha256'), 'has_trailing_hash': snap.get('has_trailing_hash'),
+        'bolt_error': None, 'metadata': snap.get('metadata'), 'metadata_error': None, 'status': snap.get('status'),
+    }
+
+
+def list_backups(backup_dir):
+    found = []
+    if not os.path.isdir(backup_dir):
+        return found
+    for name in os.listdir(backup_dir):
+        full = os.path.join(backup_dir, name)
+        if os.path.isfile(full):
+            found.append({'path': full, 'mtime': os.path.getmtime(full)})
+    return found
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+    _supports_check_mode = True
+    _requires_connection = False
+
+    def run(self, tmp=None, task_vars=None):
+        result = super(ActionModule, self).run(tmp, task_vars)
+        _validation, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        handler = getattr(self, '_phase_' + args['phase'])
+        try:
+            result.update(handler(args, task_vars or {}))
+        except planner.PlanError as exc:
+            raise AnsibleActionFail('etcd_restore_plan: %s' % exc)
+        result.setdefault('changed', False)
+        return result
+
+    def _phase_snapshot(self, args, task_vars):
+        """Resolve -e snapshot=... and read it when it lies on the ops box."""
+        hosts = args['hosts'] or []
+        try:
+            kind, host, path = planner.parse_snapshot_spec(args['snapshot'], hosts)
+        except ValueError as exc:
+            return {'failed': True, 'msg': to_native(exc)}
+        if kind == 'node':
+            return {'snapshot': {'kind': 'node', 'host': host, 'path': path}}
+        if kind == 'latest':
+            backup_dir = args['backup_dir']
+            path = planner.choose_latest(list_backups(backup_dir))
+            if path is None:
+                return {'failed': True,
+                        'msg': 'snapshot=latest, but %s holds no *.db file with its .meta.json on the ops box. Take a '
+                               'backup first (playbooks/backup.yml), set etcd_restore_backup_dir to where the backups '
+                               'are, or pass -e snapshot=<path>. Nothing was changed.' % backup_dir}
+        facts = read_local_snapshot(path)
+        refusals = planner.check_snapshot(facts)
+        if refusals:
+            return {'failed': True, 'msg': planner.refusal_text(refusals), 'refusals': refusals, 'snapshot': facts}
+        return {'snapshot': facts}
+
+    def _phase_plan(self, args, task_vars):
+        snapshot = dict(args['snapshot'] or {})
+        if snapshot.get('kind') == 'node' and 'info' in snapshot:
+            snapshot = node_snapshot_facts(snapshot['host'], snapshot['path'], snapshot['info'])
+        options = dict(args['options'] or {})
+        hosts = args['hosts'] or []
+        nodes = collect(task_vars, hosts, args['host_vars'].get('node'))
+        decided = planner.plan_restore(hosts, nodes, snapshot, args['old_cluster'], options)
+        if decided['refusals']:
+            return {'failed': True, 'msg': planner.refusal_text(decided['refusals']),
+                    'refusals': decided['refusals'], 'warnings_found': decided['warnings']}
+        plan = decided['plan']
+        return {'plan': plan, 'lines': planner.plan_lines(plan, check_mode=bool(task_vars.get('ansible_check_mode')))}
+
+    def _phase_prepared(self, args, task_vars):
+        plan = dict(args['plan'])
+        checked = planner.check_prepared(plan, self._per_host(args, task_vars, 'restore_result'))
+        if checked['refusals']:
+            return {'failed': True, 'msg': planner.refusal_text(checked['refusals']), 'refusals': checked['refusals']}
+        snapshot = dict(plan['snapshot'])
+        for key, value in checked['snapshot'].items():
+            if snapshot.get(key) is None:
+                snapshot[key] = value
+        plan['snapshot'] = snapshot
+        plan['min_revision'] = (snapshot['revision'] or 0) + plan['bump_revision']
+        return {'plan': plan}
+
+    def _phase_report(self, args, task_vars):
+        plan = args['plan']
+        final = args['final_cluster'] or {}
+        problems = planner.verify_identity(plan, final)
+        if problems:
+            return {'failed': True, 'msg': 'The restored cluster is not the one the restore produced: %s.'
+                                           % '; '.join(problems)}
+        built = planner.build_report(plan, self._per_host(args, task_vars, 'restore_result'), final,
+                                     args['timings'] or {})
+        return {'report': built['report'], 'lines': built['lines']}
+
+    def _per_host(self, args, task_vars, key):
+        hosts = [member['host'] for member in args['plan']['members']]
+        return collect(task_vars, hosts, args['host_vars'].get(key))
+
+    def _phase_rollback(self, args, task_vars):
+        plan = args['plan']
+        hosts = [member['host'] for member in plan['members']]
+        failures = [f for f in (self._per_host(args, task_vars, 'failure').get(h) for h in hosts) if f]
+        if args['outcome'] == 'discarded':
+            return {'msg': planner.discarded_text(plan, failures)}
+        if args['outcome'] == 'rolled_back':
+            moved = self._per_host(args, task_vars, 'moved_aside')
+            return {'msg': planner.rolled_back_text(plan, failures, args['rollback_cluster'],
+                                                    [moved[h] for h in hosts if moved.get(h)])}
+        rollback_failures = [f for f in (self._per_host(args, task_vars, 'rollback_failure').get(h) for h in hosts) if f]
+        return {'msg': planner.rollback_incomplete_text(plan, failures, rollback_failures,
+                                                        self._per_host(args, task_vars, 'state'),
+                                                        args['options'] or {})}

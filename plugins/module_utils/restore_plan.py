@@ -1,0 +1,665 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) kubeops.etcd contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The restore planner: pure functions, no I/O (private to this collection; no API promise before 1.0).
+
+The etcd_restore role gathers facts on every node and on the ops box, hands them to the
+``etcd_restore_plan`` action plugin, and that plugin calls these functions. Every decision of
+a restore lives here, once: which snapshot, which tool and revision bump per member, the
+member names and peer URLs, the full initial cluster, the IDs it will produce, the free space
+needed, the new directories, what to refuse — and the texts an operator reads: the plan, the
+report and the rollback messages.
+
+A refusal is a dict ``{host, cause, fix}``; the planner returns every refusal it finds, never
+only the first, so that one run tells the operator everything to fix.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import posixpath
+import re
+
+from ansible_collections.kubeops.etcd.plugins.module_utils.identity import (
+    cluster_member_ids, compute_cluster_id, id_hex, normalize_peer_url)
+from ansible_collections.kubeops.etcd.plugins.module_utils.parsers import version_tuple
+from ansible_collections.kubeops.etcd.plugins.module_utils.space import restore_space_needed
+
+# etcd's own default member name, used when a manifest has no --name (old kubeadm versions).
+ETCD_DEFAULT_NAME = 'default'
+RESTORED_SUFFIX = re.compile(r'-restored-[0-9]{8}T[0-9]{6}Z$')
+OPS_BOX = 'the ops box'
+MIN_BUMP_VERSIONS = 'etcdctl 3.4.27+, etcdctl/etcdutl 3.5.10+ or etcdutl 3.6+'
+STEPS = ('stop', 'start_etcd', 'wait_quorum', 'start_apiserver', 'verify')
+
+
+class PlanError(Exception):
+    """Bad input to the planner itself (a bug in the role, not a problem of the cluster)."""
+
+
+def refusal(host, cause, fix):
+    return {'host': host, 'cause': cause, 'fix': fix}
+
+
+def refusal_text(refusals, intro='The restore was refused before anything was changed'):
+    """One message: a first line that names the first host and cause, then one line per refusal."""
+    lines = ['%s: %s' % (intro, '; '.join('%s: %s' % (r['host'], r['cause']) for r in refusals[:1]))
+             + (' (and %d more problem%s, below)' % (len(refusals) - 1, '' if len(refusals) == 2 else 's')
+                if len(refusals) > 1 else '')]
+    for item in refusals:
+        lines.append('- %s: %s. Fix: %s' % (item['host'], item['cause'].rstrip('.'), item['fix']))
+    lines.append('Nothing was stopped or changed in the cluster.')
+    return '\n'.join(lines)
+
+
+# --- the snapshot -----------------------------------------------------------------------------
+
+def parse_snapshot_spec(spec, play_hosts):
+    """'latest' | '<inventory host>:<path>' | '<path on the ops box>' -> (kind, host, path).
+
+    kind is 'latest', 'node' or 'local'. A colon only makes a node path when what precedes it
+    is a host of the play and what follows is absolute, so ops-box paths with colons still work.
+    """
+    spec = (spec or '').strip()
+    if not spec:
+        raise ValueError('No snapshot given. Run with -e snapshot=<path of a .db file on the ops box>, '
+                         '-e snapshot=<control plane>:<path on that node>, or -e snapshot=latest.')
+    if spec == 'latest':
+        return 'latest', None, None
+    host, sep, path = spec.partition(':')
+    if sep and host in play_hosts and path.startswith('/'):
+        return 'node', host, posixpath.normpath(path)
+    return 'local', None, spec
+
+
+def choose_latest(candidates):
+    """The newest backup written by etcd_backup: a .db whose .meta.json sits beside it.
+
+    candidates: [{path, mtime}] of every file found; newest by metadata 'created' order is not
+    available without reading them, so the file's modification time decides (ties: name).
+    """
+    paths = set(c['path'] for c in candidates)
+    with_meta = [c for c in candidates
+                 if c['path'].endswith('.db') and c['path'] + '.meta.json' in paths]
+    if not with_meta:
+        return None
+    return sorted(with_meta, key=lambda c: (c['mtime'], c['path']))[-1]['path']
+
+
+def check_snapshot(facts):
+    """Refusals for the snapshot file; facts as gathered on the ops box or on the node holding it.
+
+    facts: {kind, host, path, exists, is_regular, size, sha256, has_trailing_hash, bolt_error,
+            metadata (dict or None), metadata_error (str or None)}
+    """
+    where = facts.get('host') or OPS_BOX
+    path = facts['path']
+    problems = []
+    if path.endswith('.part'):
+        return [refusal(where, '%s is a .part file: etcdctl writes it while a snapshot is still being saved and '
+                               'renames it when complete, so it is not a snapshot' % path,
+                        'restore the finished file (the same name without .part).')]
+    if not facts.get('exists'):
+        return [refusal(where, '%s does not exist' % path,
+                        'pass the path of a snapshot file (a .db written by playbooks/backup.yml or by etcdctl '
+                        'snapshot save), <control plane>:<path>, or -e snapshot=latest.')]
+    if not facts.get('is_regular'):
+        return [refusal(where, '%s is not a regular file' % path, 'pass the path of the snapshot file itself.')]
+    if facts.get('bolt_error'):
+        problems.append(refusal(where, '%s is not a complete etcd snapshot: %s' % (path, facts['bolt_error']),
+                                'restore another backup; this file is truncated, damaged or not an etcd database.'))
+    elif not facts.get('has_trailing_hash'):
+        problems.append(refusal(
+            where, '%s (%s bytes) does not end with the SHA-256 that etcdctl snapshot save appends: it is truncated, '
+                   'damaged, or a raw copy of member/snap/db' % (path, facts.get('size')),
+            'restore a complete snapshot written by etcdctl snapshot save or playbooks/backup.yml.'))
+    if facts.get('metadata_error'):
+        problems.append(refusal(where, 'the metadata file %s.meta.json cannot be read: %s' % (path, facts['metadata_error']),
+                                'restore another backup, or move the broken .meta.json away to restore the file as a '
+                                'plain snapshot (its origin then cannot be checked).'))
+    meta = facts.get('metadata')
+    if meta is not None and not facts.get('metadata_error'):
+        if meta.get('sha256') != facts.get('sha256') or _int(meta.get('size')) != _int(facts.get('size')):
+            problems.append(refusal(
+                where, '%s is corrupt or not the file its metadata describes: sha256 %s and %s bytes here, the metadata '
+                       'says %s and %s bytes' % (path, facts.get('sha256'), facts.get('size'), meta.get('sha256'),
+                                                 meta.get('size')),
+                'restore another backup, or copy this one again from where it was taken.'))
+    return problems
+
+
+def _int(value):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def snapshot_summary(facts):
+    """What the plan needs to know of the snapshot once it passed check_snapshot."""
+    meta = facts.get('metadata') or {}
+    status = facts.get('status') or {}
+    return {
+        'kind': facts['kind'],
+        'host': facts.get('host'),
+        'path': facts['path'],
+        'sha256': facts['sha256'],
+        'size': int(facts['size']),
+        'has_metadata': bool(facts.get('metadata')),
+        'revision': _int(meta.get('revision', status.get('revision'))),
+        'total_key': _int(meta.get('total_key', status.get('total_key'))),
+        'created': meta.get('created'),
+        'etcd_version': meta.get('etcd_version'),
+        'source_cluster_id': meta.get('cluster_id'),
+        'source_members': [m.get('name') for m in meta.get('members') or [] if isinstance(m, dict)],
+    }
+
+
+# --- the plan -----------------------------------------------------------------------------------
+
+def _minor(version):
+    parsed = version_tuple(version)
+    return parsed[:2] if parsed else None
+
+
+def new_data_dir(old_data_dir, timestamp):
+    """A sibling of the data dir the manifest uses now, named after this run; a previous restore's
+    suffix is replaced, not stacked."""
+    return '%s-restored-%s' % (RESTORED_SUFFIX.sub('', old_data_dir.rstrip('/')), timestamp)
+
+
+def _member_plan(host, node, snapshot, options, refusals, warnings):
+    info = node.get('info') or {}
+    member = info.get('member') or {}
+    tools = info.get('tools') or {}
+    apiserver = info.get('apiserver') or {}
+    manifest = member.get('manifest_path') or posixpath.join(options['manifests_dir'], 'etcd.yaml')
+    name = member.get('name')
+    if not name:
+        name = ETCD_DEFAULT_NAME
+        warnings.append('%s: %s has no --name, so etcd runs as member "%s" (its default); the restore keeps that name.'
+                        % (host, manifest, ETCD_DEFAULT_NAME))
+    peer_urls = []
+    for url in member.get('peer_urls') or []:
+        try:
+            peer_urls.append(normalize_peer_url(url))
+        except ValueError as exc:
+            refusals.append(refusal(host, '%s: --initial-advertise-peer-urls has %r, which etcd would not accept (%s)'
+                                    % (manifest, url, exc), 'fix the peer URL in the manifest.'))
+    if not member.get('peer_urls'):
+        refusals.append(refusal(host, '%s has no --initial-advertise-peer-urls; the restore needs each member\'s peer URL'
+                                % manifest, 'add the flag to the manifest (kubeadm writes https://<node IP>:2380).'))
+    old_dir = member.get('data_dir_host_path') or ''
+    etcd_version = member.get('image_version') or ''
+    restore_tool = tools.get('restore_tool') or ''
+    tool_version = tools.get(restore_tool + '_version') if restore_tool else ''
+    if not restore_tool:
+        minor = '.'.join(str(p) for p in (_minor(etcd_version) or ())) or '<cluster minor>'
+        refusals.append(refusal(
+            host, 'no etcd restore tool (etcdutl, or etcdctl before 3.6) was found for the cluster\'s etcd %s'
+                  % (etcd_version or '(unknown version)'),
+            'install the etcd tools of version %s.x on this node (for 3.5+: etcdutl from the etcd release; for 3.4: '
+            'etcdctl), or set etcd_restore_etcdutl_path / etcd_restore_etcdctl_path.' % minor))
+    elif etcd_version and _minor(tool_version) != _minor(etcd_version):
+        wanted = 'etcdctl' if _minor(etcd_version) == (3, 4) else 'etcdutl'
+        refusals.append(refusal(
+            host, 'the restore tool is %s %s, but the cluster runs etcd %s (%s)'
+                  % (restore_tool, tool_version, etcd_version, member.get('image') or manifest),
+            'install %s %s.x on this node or set etcd_restore_%s_path to one.'
+            % (wanted, '.'.join(str(p) for p in _minor(etcd_version)), wanted)))
+    readyz_url = apiserver.get('readyz_url')
+    if not readyz_url and node.get('address'):
+        address = node['address']
+        readyz_url = 'https://%s:%s/readyz' % ('[%s]' % address if ':' in address else address,
+                                               apiserver.get('secure_port') or 6443)
+    staged = snapshot['path'] if snapshot['kind'] == 'node' and snapshot['host'] == host else \
+        posixpath.join(options['staging_dir'], posixpath.basename(snapshot['path']))
+    run_dir = posixpath.join(options['runs_dir'], options['timestamp'])
+    plan = {
+        'host': host,
+        'name': name,
+        'peer_urls': sorted(peer_urls),
+        'client_urls': list(member.get('advertise_client_urls') or []),
+        'manifest': manifest,
+        'held_manifest': posixpath.join(options['holding_dir'], 'etcd.yaml'),
+        'run_dir': run_dir,
+        'prepared_manifest': posixpath.join(run_dir, 'etcd.yaml'),
+        'original_manifest': posixpath.join(run_dir, 'etcd.yaml.orig'),
+        'replaced_dir': posixpath.join(run_dir, 'replaced'),
+        'failed_dir': posixpath.join(run_dir, 'failed'),
+        'old_data_dir': old_dir,
+        'old_data_dir_exists': bool((info.get('data_dir_stat') or {}).get('exists')),
+        'new_data_dir': new_data_dir(old_dir, options['timestamp']) if old_dir else '',
+        'staged_snapshot': staged,
+        'stage_copy': staged != snapshot['path'] or snapshot['kind'] != 'node',
+        'etcd_version': etcd_version,
+        'restore_tool': restore_tool,
+        'restore_tool_version': tool_version or '',
+        'supports_bump_revision': bool(tools.get('supports_bump_revision')),
+        'readyz_url': readyz_url,
+    }
+    _check_space(host, info, plan, snapshot, options, refusals)
+    return plan
+
+
+def _check_space(host, info, plan, snapshot, options, refusals):
+    """The one free-space rule (module_utils/space.py), per filesystem of this node.
+
+    info['data_dir_free_space'] is the filesystem of the data dir's parent (where the restored dir goes);
+    info['free_space'] lists the paths the role asked about (the staging dir).
+    """
+    data_parent = posixpath.dirname(plan['new_data_dir'] or '/')
+    data = info.get('data_dir_free_space') or {
+        'device': 'data-dir', 'free_bytes': info.get('free_bytes'), 'checked_path': data_parent}
+    by_path = dict((entry.get('path'), entry) for entry in info.get('free_space') or [])
+    # Unknown filesystem of the staging dir: count the copy on the data dir's, the cautious choice.
+    staging = by_path.get(options['staging_dir']) or data
+    if data.get('free_bytes') is None or staging.get('free_bytes') is None:
+        return
+    needed = restore_space_needed(snapshot['size'], {'data_dir': (data['device'], True),
+                                                     'staged_snapshot': (staging['device'], plan['stage_copy'])},
+                                  options.get('disk_margin_bytes', 0))
+    free = {data['device']: int(data['free_bytes']), staging['device']: int(staging['free_bytes'])}
+    where = {staging['device']: staging.get('checked_path') or options['staging_dir'],
+             data['device']: data.get('checked_path') or data_parent}
+    for device, amount in sorted(needed.items(), key=lambda item: str(item[0])):
+        if free[device] < amount:
+            refusals.append(refusal(
+                host, 'only %d MiB free on the filesystem of %s; the restore needs %d MiB there (the restored data dir: '
+                      'the %d-byte snapshot + 10 %% + etcd\'s 64 MiB WAL%s, + etcd_restore_disk_margin_bytes %d)'
+                      % (free[device] // 2 ** 20, where[device], -(-amount // 2 ** 20), snapshot['size'],
+                         ', and the staged copy of the snapshot' if device == staging['device'] and plan['stage_copy']
+                         else '', options.get('disk_margin_bytes', 0)),
+                'free some space there, or lower etcd_restore_disk_margin_bytes if you are sure.'))
+
+
+def plan_restore(hosts, nodes, snapshot_facts, old_cluster, options):
+    """The restore plan, or the refusals that stop it.
+
+    hosts: the inventory hosts of the play, in order. nodes: {host: {info: etcd_member_info result,
+    held: [manifest names already held aside], address: ansible_host}}. snapshot_facts: as for
+    check_snapshot (plus 'status' when read on a node). old_cluster: etcd_cluster_health's
+    ``cluster`` (or None when unreachable). options: timestamp, bump_revision, disk_margin_bytes,
+    staging_dir, runs_dir, manifests_dir, holding_dir, restart_kubelet.
+    Returns {'plan': dict or None, 'refusals': [...], 'warnings': [...]}.
+    """
+    for key in ('timestamp', 'staging_dir', 'runs_dir', 'manifests_dir', 'holding_dir'):
+        if not options.get(key):
+            raise PlanError('option %s is required' % key)
+    refusals = list(check_snapshot(snapshot_facts))
+    warnings = []
+    if refusals:
+        return {'plan': None, 'refusals': refusals, 'warnings': warnings}
+    snapshot = snapshot_summary(snapshot_facts)
+    members = []
+    for host in hosts:
+        node = nodes.get(host) or {}
+        if not node.get('info'):
+            refusals.append(refusal(host, 'no facts were gathered from this control plane',
+                                    'check that it is reachable and run the restore again.'))
+            continue
+        if node.get('pods_error'):
+            refusals.append(refusal(host, _first_line(node['pods_error']),
+                                    'put every control-plane manifest back in %s, once, and run the restore again.'
+                                    % options['manifests_dir']))
+        for name in node.get('held') or []:
+            refusals.append(refusal(
+                host, '%s is already held in %s instead of %s, so that pod is not running (an interrupted restore?)'
+                      % (name, options['holding_dir'], options['manifests_dir']),
+                'check it and move it back to %s (docs/restore.md, "Rollback"), then run the restore again.'
+                % options['manifests_dir']))
+        members.append(_member_plan(host, node, snapshot, options, refusals, warnings))
+
+    names = [m['name'] for m in members]
+    for name in sorted(set(n for n in names if names.count(n) > 1)):
+        refusals.append(refusal(', '.join(m['host'] for m in members if m['name'] == name),
+                                'these control planes all run etcd member "%s"; member names must be unique' % name,
+                                'give every etcd.yaml its own --name (kubeadm uses the node name).'))
+    seen_urls = {}
+    for member in members:
+        for url in member['peer_urls']:
+            if url in seen_urls:
+                refusals.append(refusal('%s, %s' % (seen_urls[url], member['host']),
+                                        'both advertise the peer URL %s' % url,
+                                        'fix --initial-advertise-peer-urls in their etcd.yaml.'))
+            seen_urls[url] = member['host']
+
+    old = _old_cluster_summary(old_cluster)
+    unplanned = [n for n in old['members'] if n and n not in names]
+    if unplanned:
+        refusals.append(refusal(
+            ', '.join(unplanned), 'member(s) %s of the running cluster are not hosts of this play' % ', '.join(unplanned),
+            'run the restore against every control plane at once (no --limit), or remove those members first.'))
+    if old['unnamed']:
+        warnings.append('the running cluster lists %d member(s) that never started (no name); the restored cluster '
+                        'will not have them.' % old['unnamed'])
+    for learner in old['learners']:
+        if learner in names:
+            warnings.append('member %s is a learner in the running cluster; the restore makes it a voting member.'
+                            % learner)
+
+    bump = int(options.get('bump_revision') or 0)
+    no_bump_hosts = [m['host'] for m in members if not m['supports_bump_revision']]
+    if bump and no_bump_hosts:
+        warnings.append('no revision bump: the restore tool on %s cannot do --bump-revision/--mark-compacted (%s can); '
+                        'restart every client of the API server after the restore.'
+                        % (', '.join(no_bump_hosts), MIN_BUMP_VERSIONS))
+        bump = 0
+    for member in members:
+        member['bump_revision'] = bump
+
+    token = 'kubeops-%s' % options['timestamp']
+    initial_cluster = ','.join('%s=%s' % (m['name'], url) for m in members for url in m['peer_urls'])
+    expected = {}
+    if not refusals:
+        try:
+            ids = cluster_member_ids(initial_cluster, token)
+        except ValueError as exc:
+            refusals.append(refusal(', '.join(hosts), 'the new cluster cannot be formed: %s' % exc,
+                                    'fix the member names and peer URLs in the manifests.'))
+        else:
+            expected = {'cluster_id': id_hex(compute_cluster_id(ids.values())),
+                        'member_ids': dict((name, id_hex(value)) for name, value in ids.items())}
+            for member in members:
+                member['member_id'] = expected['member_ids'][member['name']]
+    if refusals:
+        return {'plan': None, 'refusals': refusals, 'warnings': warnings}
+    plan = {
+        'timestamp': options['timestamp'],
+        'token': token,
+        'initial_cluster': initial_cluster,
+        'names': names,
+        'endpoints': _unique(url for m in members for url in m['client_urls']),
+        'snapshot': snapshot,
+        'bump_revision': bump,
+        'min_revision': (snapshot['revision'] or 0) + bump,
+        'old_cluster': old,
+        'cluster_id': expected['cluster_id'],
+        'members': members,
+        'warnings': warnings,
+        'restart_kubelet': bool(options.get('restart_kubelet', True)),
+    }
+    return {'plan': plan, 'refusals': [], 'warnings': warnings}
+
+
+def _unique(items):
+    out = []
+    for item in items:
+        if item not in out:
+            out.append(item)
+    return out
+
+
+def _old_cluster_summary(cluster):
+    cluster = cluster or {}
+    members = cluster.get('members') or []
+    return {
+        'cluster_id': cluster.get('cluster_id') or '',
+        'healthy': bool(cluster.get('healthy')),
+        'members': [m.get('name') or '' for m in members if m.get('name')],
+        'learners': [m.get('name') for m in members if m.get('is_learner') and m.get('name')],
+        'unnamed': len([m for m in members if not m.get('name')]),
+        'problems': list(cluster.get('problems') or []),
+        'revision': cluster.get('revision'),
+    }
+
+
+def plan_lines(plan, check_mode=False):
+    """The plan as an operator reads it before anything changes."""
+    snap = plan['snapshot']
+    old = plan['old_cluster']
+    lines = ['Restore plan for %d control plane(s)%s:'
+             % (len(plan['members']), ' (CHECK MODE: nothing will be changed)' if check_mode else '')]
+    where = 'on %s' % snap['host'] if snap['kind'] == 'node' else 'on the ops box'
+    described = 'revision %s, %s keys' % (snap['revision'], snap['total_key']) if snap['revision'] is not None \
+        else 'revision and keys read when staged'
+    lines.append('snapshot %s %s: %s, %d bytes, sha256 %s, etcd\'s own trailing hash verified'
+                 % (snap['path'], where, described, snap['size'], snap['sha256']))
+    if snap['has_metadata']:
+        lines.append('snapshot taken %s from cluster %s (members %s), etcd %s; matches its metadata'
+                     % (snap['created'] or '?', snap['source_cluster_id'] or '?',
+                        ', '.join(snap['source_members']) or '?', snap['etcd_version'] or '?'))
+    else:
+        lines.append('snapshot has no metadata (a plain etcdctl snapshot save file): its origin cannot be checked '
+                     'against metadata; make sure it is a snapshot of this cluster')
+    if old['cluster_id']:
+        lines.append('current cluster: id %s, %s, members %s'
+                     % (old['cluster_id'], 'healthy' if old['healthy'] else 'UNHEALTHY: ' + '; '.join(old['problems']),
+                        ', '.join(old['members'])))
+    else:
+        lines.append('current cluster: not reachable (%s)' % ('; '.join(old['problems']) or 'no answer'))
+    lines.append('new cluster token %s: new cluster id %s' % (plan['token'], plan['cluster_id']))
+    lines.append('initial cluster %s' % plan['initial_cluster'])
+    if plan['bump_revision']:
+        lines.append('revision bump +%d with --mark-compacted (every watch is cancelled; informers relist)'
+                     % plan['bump_revision'])
+    else:
+        lines.append('revision bump: none')
+    for warning in plan['warnings']:
+        lines.append('WARNING: %s' % warning)
+    lines.append('while the cluster serves: copy the snapshot to every node, restore every member into its new data '
+                 'dir, prepare its new etcd.yaml outside the manifests dir')
+    lines.append('outage: stop kube-apiserver, kube-controller-manager, kube-scheduler, then etcd, everywhere; swap in '
+                 'the prepared etcd.yaml and start etcd everywhere at once; wait for %d healthy members and one '
+                 'leader; start the API servers (/readyz), controller-managers and schedulers%s'
+                 % (len(plan['members']), ', restart the kubelets' if plan['restart_kubelet'] else ''))
+    for m in plan['members']:
+        lines.append('%s: member %s id %s (peer %s), etcd %s, restore with %s %s, bump %s: data dir %s%s -> %s; '
+                     'prepared manifest %s'
+                     % (m['host'], m['name'], m['member_id'], ','.join(m['peer_urls']), m['etcd_version'] or '?',
+                        m['restore_tool'], m['restore_tool_version'], m['bump_revision'] or 'none', m['old_data_dir'],
+                        '' if m['old_data_dir_exists'] else ' (missing)', m['new_data_dir'], m['prepared_manifest']))
+    return lines
+
+
+# --- after the members were prepared (still before the stop) ------------------------------------
+
+def check_prepared(plan, results):
+    """Refusals when a prepared member differs from the plan; the snapshot's revision and keys.
+
+    results: {host: etcd_restore result}. Every member must have the planned IDs, the snapshot's
+    SHA-256, and the same revision as every other member.
+    """
+    refusals = []
+    revisions = {}
+    for member in plan['members']:
+        result = results.get(member['host']) or {}
+        host = member['host']
+        if result.get('member_id') != member['member_id'] or result.get('cluster_id') != plan['cluster_id']:
+            refusals.append(refusal(host, 'the prepared member %s has id %s in cluster %s; the plan says %s in %s'
+                                    % (member['name'], result.get('member_id'), result.get('cluster_id'),
+                                       member['member_id'], plan['cluster_id']),
+                                    'report this as a bug with the plan and the restore result.'))
+        if result.get('snapshot_sha256') != plan['snapshot']['sha256']:
+            refusals.append(refusal(host, 'the staged snapshot %s has sha256 %s, not %s'
+                                    % (member['staged_snapshot'], result.get('snapshot_sha256'),
+                                       plan['snapshot']['sha256']),
+                                    'check the disk of this node and run the restore again.'))
+        revisions[host] = result.get('snapshot_revision')
+    expected = plan['snapshot']['revision']
+    for host, revision in sorted(revisions.items()):
+        if expected is not None and revision != expected:
+            refusals.append(refusal(host, 'the staged snapshot has revision %s; the metadata says %s'
+                                    % (revision, expected), 'restore another backup.'))
+    if expected is None and len(set(revisions.values())) > 1:
+        refusals.append(refusal(', '.join(sorted(revisions)), 'the staged copies differ in revision: %s'
+                                % ', '.join('%s=%s' % item for item in sorted(revisions.items())),
+                                'run the restore again.'))
+    first = results.get(plan['members'][0]['host']) or {}
+    facts = {'revision': first.get('snapshot_revision'), 'total_key': first.get('snapshot_total_key')}
+    return {'refusals': refusals, 'snapshot': facts}
+
+
+# --- after the restore --------------------------------------------------------------------------
+
+def build_report(plan, results, final_cluster, timings):
+    """The report of a successful restore: a dict for set_stats and the lines an operator reads.
+
+    results: {host: etcd_restore result}; final_cluster: etcd_cluster_health's ``cluster``;
+    timings: {started, prepared, downtime_started, downtime_ended, finished} (epoch seconds).
+    """
+    endpoints = final_cluster.get('endpoints') or []
+    members = []
+    for member in plan['members']:
+        result = results.get(member['host']) or {}
+        revision_now = [e.get('revision') for e in endpoints if e.get('member_id') == member['member_id']]
+        members.append({
+            'host': member['host'],
+            'name': member['name'],
+            'old_data_dir': member['old_data_dir'],
+            'new_data_dir': member['new_data_dir'],
+            'member_id': member['member_id'],
+            'cluster_id': plan['cluster_id'],
+            'revision': result.get('revision'),
+            'revision_now': revision_now[0] if revision_now else None,
+            'restore_seconds': result.get('duration_seconds'),
+            'tool': '%s %s' % (member['restore_tool'], member['restore_tool_version']),
+            'manifest_backup': posixpath.join(member['replaced_dir'], 'etcd.yaml'),
+            'run_dir': member['run_dir'],
+        })
+
+    def span(start, end):
+        if timings.get(start) is None or timings.get(end) is None:
+            return None
+        return round(float(timings[end]) - float(timings[start]), 1)
+
+    snap = plan['snapshot']
+    report = {
+        'status': 'restored',
+        'snapshot': snap['path'],
+        'snapshot_host': snap['host'],
+        'snapshot_kind': snap['kind'],
+        'snapshot_sha256': snap['sha256'],
+        'snapshot_revision': snap['revision'],
+        'bump_revision': plan['bump_revision'],
+        'revision': final_cluster.get('revision'),
+        'token': plan['token'],
+        'old_cluster_id': plan['old_cluster']['cluster_id'],
+        'cluster_id': final_cluster.get('cluster_id'),
+        'leader': final_cluster.get('leader_name'),
+        'duration_seconds': span('started', 'finished'),
+        'prepare_seconds': span('started', 'prepared'),
+        'downtime_seconds': span('downtime_started', 'downtime_ended'),
+        'members': members,
+        'warnings': list(plan['warnings']),
+    }
+    lines = ['etcd restored from %s%s (revision %s%s) in %s s; the API servers were down for %s s'
+             % (snap['path'], ' on %s' % snap['host'] if snap['host'] else '', snap['revision'],
+                ', bumped by %d' % plan['bump_revision'] if plan['bump_revision'] else ', not bumped',
+                report['duration_seconds'], report['downtime_seconds']),
+             'cluster ID %s -> %s, revision now %s, leader %s'
+             % (report['old_cluster_id'] or 'unknown', report['cluster_id'], report['revision'], report['leader'])]
+    for m in members:
+        lines.append('%s: member %s id %s in cluster %s, revision %s (restored at %s) with %s in %s s, data dir %s '
+                     '(kept) -> %s, previous etcd.yaml kept in %s'
+                     % (m['host'], m['name'], m['member_id'], m['cluster_id'], m['revision_now'], m['revision'],
+                        m['tool'], m['restore_seconds'], m['old_data_dir'], m['new_data_dir'], m['manifest_backup']))
+    for warning in plan['warnings']:
+        lines.append('WARNING: %s' % warning)
+    lines.append('The previous data directories are kept as they were; remove them yourself once the cluster is '
+                 'known good.')
+    return {'report': report, 'lines': lines}
+
+
+def verify_identity(plan, final_cluster):
+    """Problems when the running cluster is not the one the plan produced (a stale member answering)."""
+    problems = []
+    if final_cluster.get('cluster_id') != plan['cluster_id']:
+        problems.append('etcd runs as cluster %s, but the restore produced %s (before the restore: %s)'
+                        % (final_cluster.get('cluster_id'), plan['cluster_id'],
+                           plan['old_cluster']['cluster_id'] or 'unknown'))
+    running = dict((m.get('name'), m.get('id')) for m in final_cluster.get('members') or [])
+    for member in plan['members']:
+        if running.get(member['name']) != member['member_id']:
+            problems.append('member %s runs as %s, the restore gave it %s'
+                            % (member['name'], running.get(member['name']), member['member_id']))
+    if problems:
+        problems.append('a stale member or a reused token is answering; see docs/restore.md, "cluster ID mismatch"')
+    return problems
+
+
+# --- rollback -------------------------------------------------------------------------------------
+
+def failure_text(failures):
+    """'on cp2 at step start_etcd (task "..."): msg; ...' from [{host, step, task, msg}]."""
+    parts = ['on %s at step %s (task "%s"): %s' % (f['host'], f.get('step') or '?', f.get('task') or '?',
+                                                   _first_line(f.get('msg')))
+             for f in failures]
+    return '; '.join(parts) if parts else 'a control plane failed or became unreachable without a task error'
+
+
+def _first_line(text, limit=400):
+    """The gist of an error for the first line of a message: its first line and, for a multi-line error (a
+    command's output, a container's log), its last line, which usually holds the cause."""
+    lines = [' '.join(line.split()) for line in str(text or 'no message').splitlines()]
+    lines = [line for line in lines if line] or ['no message']
+
+    def cut(line):
+        return line if len(line) <= limit else line[:limit] + ' ...'
+    if len(lines) == 1:
+        return cut(lines[0])
+    return '%s [...] %s' % (cut(lines[0]), cut(lines[-1]))
+
+
+def discarded_text(plan, failures):
+    """The message when preparing the members failed: nothing was stopped."""
+    return ('The restore was refused before anything was stopped: preparing the members failed %s. The cluster kept '
+            'serving and was not changed; whatever this run had prepared of the restored data dirs %s, the run dirs %s '
+            'and the staged snapshot copies was removed. Fix the cause, then run the restore again.'
+            % (failure_text(failures), ', '.join('%s:%s' % (m['host'], m['new_data_dir']) for m in plan['members']),
+               ', '.join('%s:%s' % (m['host'], m['run_dir']) for m in plan['members'])))
+
+
+def rolled_back_text(plan, failures, rollback_cluster, moved_aside):
+    """The message when every node is back on its previous data."""
+    cluster = rollback_cluster or {}
+    return ('etcd restore FAILED %s. ROLLED BACK: every control plane runs its previous data directory again (%s); '
+            'etcd cluster %s is %s with members %s; the API servers, controller-managers and schedulers are started '
+            'again. Restored data directories, moved aside and kept for diagnosis: %s. Fix the cause, then run the '
+            'restore again (see docs/restore.md, "Rollback").'
+            % (failure_text(failures),
+               ', '.join('%s:%s' % (m['host'], m['old_data_dir']) for m in plan['members']),
+               cluster.get('cluster_id') or '?',
+               'healthy' if cluster.get('healthy') else 'running but NOT healthy, as it was before the restore',
+               ', '.join(m.get('name') or '?' for m in cluster.get('members') or []) or '?',
+               ', '.join(moved_aside) or 'none'))
+
+
+def rollback_incomplete_text(plan, failures, rollback_failures, states, options):
+    """The message when the rollback itself could not finish: each node's state, read from it, and the hand steps.
+
+    states: {host: {answered (bool), active: [manifest names in manifests_dir], held: [names in holding_dir],
+             etcd_data_dir (str or None)}}; a node that did not answer is said to be unknown, never guessed.
+    """
+    lines = ['ROLLBACK INCOMPLETE. The restore failed %s; then the rollback failed %s. State of every control plane now:'
+             % (failure_text(failures), failure_text(rollback_failures) if rollback_failures
+                else 'a control plane failed or became unreachable')]
+    for member in plan['members']:
+        state = states.get(member['host']) or {}
+        if not state.get('answered'):
+            lines.append('%s: did not answer; its state is unknown (previous data dir %s, restored %s)'
+                         % (member['host'], member['old_data_dir'], member['new_data_dir']))
+            continue
+        active, held = state.get('active') or [], state.get('held') or []
+        if 'etcd.yaml' in active:
+            where = 'is active in %s' % options['manifests_dir']
+        elif 'etcd.yaml' in held:
+            where = 'is HELD in %s (etcd stopped)' % options['holding_dir']
+        else:
+            where = 'was not found in either directory'
+        lines.append('%s: etcd.yaml %s and points at %s (previous %s, restored %s); held manifests: %s; original '
+                     'etcd.yaml kept as %s'
+                     % (member['host'], where, state.get('etcd_data_dir') or 'an unreadable data directory',
+                        member['old_data_dir'], member['new_data_dir'], ', '.join(sorted(held)) or 'none',
+                        member['original_manifest']))
+    lines.append('To finish by hand on each control plane: (1) make %s/etcd.yaml the original (copy %s there if '
+                 'etcd.yaml points at the restored dir; a held etcd.yaml pointing at the restored dir moves to %s); '
+                 '(2) move every file from %s back to %s, etcd.yaml first, then kube-apiserver.yaml, '
+                 'kube-controller-manager.yaml and kube-scheduler.yaml; (3) check etcdctl endpoint health --cluster and '
+                 'each API server /readyz; (4) restart the kubelets. The previous data directories were never written '
+                 'to by the restore.'
+                 % (options['manifests_dir'], plan['members'][0]['original_manifest'], plan['members'][0]['failed_dir'],
+                    options['holding_dir'], options['manifests_dir']))
+    return '\n'.join(lines)

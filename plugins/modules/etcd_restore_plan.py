@@ -1,0 +1,156 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) kubeops.etcd contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: etcd_restore_plan
+short_description: Plan a multi-member etcd restore, check it, and word its report (runs on the controller)
+version_added: 0.2.0
+description:
+  - The decisions of the M(kubeops.etcd.etcd_restore) role, in one place. It runs on the controller as an action
+    plugin and calls the collection's pure planning functions; it changes nothing anywhere.
+  - O(phase=snapshot) resolves C(-e snapshot=...) (V(latest), a path on the ops box, or C(<inventory host>:<path>)) and,
+    for a file on the ops box, reads it once (SHA-256, the trailing hash that C(etcdctl snapshot save) appends, the bbolt
+    header, the metadata file beside it) and refuses a missing, C(.part), truncated, corrupt or non-etcd file.
+  - O(phase=plan) takes what every node reported (M(kubeops.etcd.etcd_member_info), pods already held aside, the old
+    cluster's health) and returns the plan (member names, peer URLs, the full initial cluster, a fresh token, the member and
+    cluster IDs it will produce, new data dirs, tool and revision bump per node) and its text, or fails with every
+    refusal, each naming the host, the cause and the fix.
+  - O(phase=prepared) checks the members restored before the stop against the plan (IDs, SHA-256, revision).
+  - O(phase=report) checks that the running cluster is the one the restore produced and returns the report.
+  - O(phase=rollback) words the message of a rollback, complete or not.
+  - This is an internal building block of the roles; its options may change before version 1.0.
+author:
+  - kubeops.etcd maintainers (@kubeops)
+options:
+  phase:
+    description: What to compute.
+    type: str
+    required: true
+    choices: [snapshot, plan, prepared, report, rollback]
+  snapshot:
+    description:
+      - With O(phase=snapshot), the C(snapshot) extra var as given. With O(phase=plan), the facts returned by the
+        snapshot phase; for a snapshot on a node, with the key C(info) holding the M(kubeops.etcd.etcd_snapshot_info)
+        result from that node.
+    type: raw
+  backup_dir:
+    description: Where V(latest) looks for backups on the ops box.
+    type: path
+  hosts:
+    description: The inventory hosts of the play, in order.
+    type: list
+    elements: str
+  nodes:
+    description: Per host, C(info) (the M(kubeops.etcd.etcd_member_info) result), C(held) (manifest names already held
+      aside) and C(address) (the host's address, for an API server without C(--advertise-address)).
+    type: dict
+  old_cluster:
+    description: The C(cluster) result of M(kubeops.etcd.etcd_cluster_health) for the running cluster, or V(null).
+    type: raw
+  options:
+    description: Role settings the plan uses (timestamp, bump_revision, disk_margin_bytes, staging_dir, runs_dir,
+      manifests_dir, holding_dir, restart_kubelet).
+    type: dict
+  plan:
+    description: The plan returned by O(phase=plan) (phases prepared, report and rollback).
+    type: dict
+  results:
+    description: Per host, the M(kubeops.etcd.etcd_restore) result of the prepared member.
+    type: dict
+  final_cluster:
+    description: The C(cluster) result of M(kubeops.etcd.etcd_cluster_health) after the restore.
+    type: dict
+  timings:
+    description: Epoch seconds C(started), C(prepared), C(downtime_started), C(downtime_ended), C(finished).
+    type: dict
+  failures:
+    description: What failed, C([{host, step, task, msg}]).
+    type: list
+    elements: dict
+  rollback_cluster:
+    description: The C(cluster) result of M(kubeops.etcd.etcd_cluster_health) after the rollback.
+    type: dict
+  rollback_failures:
+    description: What failed during the rollback, C([{host, step, task, msg}]).
+    type: list
+    elements: dict
+  moved_aside:
+    description: C(host:path) of every restored data dir the rollback moved aside.
+    type: list
+    elements: str
+  states:
+    description: Per host, what was read there after an incomplete rollback (C(answered), C(active), C(held), C(etcd_data_dir)).
+    type: dict
+  complete:
+    description: With O(phase=rollback), whether the rollback completed.
+    type: bool
+    default: true
+extends_documentation_fragment:
+  - kubeops.etcd.attributes
+  - kubeops.etcd.attributes.INFO_MODULE
+attributes:
+  action:
+    description: Runs on the controller as an action plugin.
+    support: full
+  async:
+    description: Asynchronous execution.
+    support: none
+  bypass_host_loop:
+    description: Whether it runs once for all hosts.
+    support: none
+'''
+
+EXAMPLES = r'''
+- name: Plan the restore
+  kubeops.etcd.etcd_restore_plan:
+    phase: plan
+    hosts: "{{ ansible_play_hosts }}"
+    nodes: "{{ nodes }}"
+    snapshot: "{{ snapshot_facts }}"
+    old_cluster: "{{ old_health.cluster | default(None) }}"
+    options:
+      timestamp: 20261203T040000Z
+      bump_revision: 1000000000
+      staging_dir: /var/lib/kubeops-etcd/restore
+      runs_dir: /etc/kubernetes/kubeops-etcd/runs
+      manifests_dir: /etc/kubernetes/manifests
+      holding_dir: /etc/kubernetes/kubeops-etcd/held-manifests
+  register: restore_plan
+  run_once: true
+'''
+
+RETURN = r'''
+snapshot:
+  description: Phase snapshot, the snapshot's facts (kind, host, path, size, sha256, has_trailing_hash, metadata).
+  returned: phase is snapshot
+  type: dict
+plan:
+  description: The restore plan (members, names, initial cluster, token, IDs, directories, snapshot, bump).
+  returned: phase is plan or prepared
+  type: dict
+lines:
+  description: The plan (phase plan) or the report (phase report), one line per item, for the operator.
+  returned: phase is plan or report
+  type: list
+  elements: str
+report:
+  description: The restore report published with set_stats.
+  returned: phase is report
+  type: dict
+refusals:
+  description: Every reason the restore was refused, C([{host, cause, fix}]).
+  returned: when refused
+  type: list
+  elements: dict
+msg:
+  description: The refusal, or with phase rollback, the rollback message.
+  returned: when refused, or phase is rollback
+  type: str
+'''

@@ -1,0 +1,452 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) kubeops.etcd contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The restore planner: every decision and every refusal, from facts shaped like what the modules return."""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import copy
+
+import pytest
+
+from ansible_collections.kubeops.etcd.plugins.module_utils import restore_plan as planner
+from ansible_collections.kubeops.etcd.plugins.module_utils.identity import bootstrap_identity, id_hex
+
+TS = '20261203T040000Z'
+SHA = 'a' * 64
+SIZE = 20 * 2 ** 20
+GiB = 2 ** 30
+OPTIONS = {
+    'timestamp': TS, 'bump_revision': 1000000000, 'disk_margin_bytes': 256 * 2 ** 20,
+    'staging_dir': '/var/lib/kubeops-etcd/restore', 'runs_dir': '/etc/kubernetes/kubeops-etcd/runs',
+    'manifests_dir': '/etc/kubernetes/manifests', 'holding_dir': '/etc/kubernetes/kubeops-etcd/held-manifests',
+    'restart_kubelet': True,
+}
+TOOLS = {
+    '3.4.23': {'etcdctl': '/usr/bin/etcdctl', 'etcdctl_version': '3.4.23', 'etcdutl': None, 'etcdutl_version': None,
+               'restore_tool': 'etcdctl', 'supports_bump_revision': False},
+    '3.5.1': {'etcdctl': '/usr/bin/etcdctl', 'etcdctl_version': '3.5.1', 'etcdutl': '/usr/bin/etcdutl',
+              'etcdutl_version': '3.5.1', 'restore_tool': 'etcdutl', 'supports_bump_revision': False},
+    '3.5.30': {'etcdctl': '/usr/bin/etcdctl', 'etcdctl_version': '3.5.30', 'etcdutl': '/usr/bin/etcdutl',
+               'etcdutl_version': '3.5.30', 'restore_tool': 'etcdutl', 'supports_bump_revision': True},
+    # etcd 3.6: etcdctl has no snapshot restore/status any more (EtcdTools then reports no restore tool for it).
+    '3.6.5': {'etcdctl': '/usr/bin/etcdctl', 'etcdctl_version': '3.6.5', 'etcdutl': '/usr/bin/etcdutl',
+              'etcdutl_version': '3.6.5', 'restore_tool': 'etcdutl', 'supports_bump_revision': True},
+    '3.6.5-etcdctl-only': {'etcdctl': '/usr/bin/etcdctl', 'etcdctl_version': '3.6.5', 'etcdutl': None,
+                           'etcdutl_version': None, 'restore_tool': None, 'supports_bump_revision': False},
+    'none': {'etcdctl': None, 'etcdctl_version': None, 'etcdutl': None, 'etcdutl_version': None,
+             'restore_tool': None, 'supports_bump_revision': False},
+}
+
+
+def node(index, name=None, version='3.5.30', tools=None, data_dir='/var/lib/etcd', peer_port=2380, client_port=2379,
+         free=50 * GiB, same_fs=True, peer_urls=None, apiserver=True):
+    ip = '10.0.0.%d' % (10 + index)
+    info = {
+        'member': {
+            'name': name if name is not None else 'cp%d' % index,
+            'data_dir': '/var/lib/etcd', 'data_dir_host_path': data_dir,
+            'peer_urls': peer_urls if peer_urls is not None else ['https://%s:%d' % (ip, peer_port)],
+            'advertise_client_urls': ['https://%s:%d' % (ip, client_port)],
+            'image': 'registry.k8s.io/etcd:%s-0' % version, 'image_version': version,
+            'manifest_path': '/etc/kubernetes/manifests/etcd.yaml',
+        },
+        'data_dir_stat': {'exists': True, 'mode': '0700'},
+        'free_bytes': free,
+        'tools': copy.deepcopy(TOOLS[tools or version]),
+        'free_space': [
+            {'path': OPTIONS['staging_dir'], 'checked_path': '/var/lib', 'device': 1 if same_fs else 2, 'free_bytes': free},
+        ],
+        'data_dir_free_space': {'path': data_dir.rsplit('/', 1)[0] or '/', 'checked_path': data_dir.rsplit('/', 1)[0] or '/',
+                                'device': 1, 'free_bytes': free},
+    }
+    if apiserver:
+        info['apiserver'] = {'present': True, 'readyz_url': 'https://%s:6443/readyz' % ip, 'secure_port': 6443}
+    return {'info': info, 'held': [], 'pods_error': '', 'address': ip}
+
+
+def cluster(count, **kwargs):
+    hosts = ['cp%d' % i for i in range(1, count + 1)]
+    return hosts, dict((host, node(i, **kwargs)) for i, host in enumerate(hosts, 1))
+
+
+def snapshot(**overrides):
+    facts = {'kind': 'local', 'host': None, 'path': '/srv/backups/kubernetes-20261203T030000Z-rev500.db',
+             'exists': True, 'is_regular': True, 'size': SIZE, 'sha256': SHA, 'has_trailing_hash': True,
+             'bolt_error': None, 'metadata_error': None,
+             'metadata': {'sha256': SHA, 'size': SIZE, 'revision': 500, 'total_key': 42,
+                          'created': '2026-12-03T03:00:00Z', 'cluster_id': 'e07ff96dc481154f', 'etcd_version': '3.5.30',
+                          'members': [{'name': 'cp1'}, {'name': 'cp2'}, {'name': 'cp3'}]}}
+    facts.update(overrides)
+    return facts
+
+
+def old_cluster(names, learners=(), unnamed=0, healthy=True):
+    members = [{'name': n, 'id': '%x' % (i + 1), 'is_learner': n in learners} for i, n in enumerate(names)]
+    members += [{'name': '', 'id': 'f%d' % i, 'is_learner': True} for i in range(unnamed)]
+    return {'cluster_id': 'e07ff96dc481154f', 'healthy': healthy, 'members': members, 'problems': [], 'revision': 600}
+
+
+def plan_for(hosts, nodes, snap=None, old=None, **options):
+    opts = dict(OPTIONS, **options)
+    return planner.plan_restore(hosts, nodes, snap or snapshot(), old if old is not None else old_cluster(
+        [n['info']['member']['name'] or 'default' for n in nodes.values()]), opts)
+
+
+def causes(decided):
+    return ' | '.join('%s: %s' % (r['host'], r['cause']) for r in decided['refusals'])
+
+
+@pytest.mark.parametrize('count', [1, 3, 5, 7])
+def test_every_member_gets_its_name_the_full_initial_cluster_and_the_ids_etcd_will_compute(count):
+    hosts, nodes = cluster(count)
+    decided = plan_for(hosts, nodes)
+    assert decided['refusals'] == []
+    plan = decided['plan']
+    expected_ic = ','.join('cp%d=https://10.0.0.%d:2380' % (i, 10 + i) for i in range(1, count + 1))
+    assert plan['initial_cluster'] == expected_ic
+    assert plan['token'] == 'kubeops-' + TS
+    assert plan['names'] == hosts
+    for member in plan['members']:
+        ids = bootstrap_identity(expected_ic, plan['token'], member['name'], member['peer_urls'])
+        assert member['member_id'] == id_hex(ids['member_id'])
+        assert plan['cluster_id'] == id_hex(ids['cluster_id'])
+        assert member['new_data_dir'] == '/var/lib/etcd-restored-' + TS
+        assert member['run_dir'] == '/etc/kubernetes/kubeops-etcd/runs/' + TS
+        assert member['prepared_manifest'] == member['run_dir'] + '/etcd.yaml'
+        assert member['staged_snapshot'] == '/var/lib/kubeops-etcd/restore/kubernetes-20261203T030000Z-rev500.db'
+        assert member['stage_copy'] is True
+        assert member['bump_revision'] == 1000000000
+    assert plan['min_revision'] == 500 + 1000000000
+    assert len(set(m['member_id'] for m in plan['members'])) == count
+
+
+def test_member_names_that_differ_from_host_names_custom_dirs_and_ports():
+    hosts = ['node-a', 'node-b', 'node-c']
+    nodes = {'node-a': node(1, name='etcd-a', data_dir='/data/etcd', peer_port=12380, client_port=12379),
+             'node-b': node(2, name='etcd-b', data_dir='/data/etcd', peer_port=12380, client_port=12379),
+             'node-c': node(3, name='etcd-c', data_dir='/data/etcd', peer_port=12380, client_port=12379)}
+    decided = plan_for(hosts, nodes, old=old_cluster(['etcd-a', 'etcd-b', 'etcd-c']))
+    plan = decided['plan']
+    assert plan['initial_cluster'] == ('etcd-a=https://10.0.0.11:12380,etcd-b=https://10.0.0.12:12380,'
+                                       'etcd-c=https://10.0.0.13:12380')
+    assert plan['endpoints'] == ['https://10.0.0.%d:12379' % i for i in (11, 12, 13)]
+    assert [m['new_data_dir'] for m in plan['members']] == ['/data/etcd-restored-' + TS] * 3
+    lines = '\n'.join(planner.plan_lines(plan))
+    assert 'node-b: member etcd-b id %s (peer https://10.0.0.12:12380)' % plan['members'][1]['member_id'] in lines
+
+
+def test_a_previous_restore_suffix_is_replaced_not_stacked():
+    hosts, nodes = cluster(1, data_dir='/var/lib/etcd-restored-20261101T000000Z')
+    plan = plan_for(hosts, nodes)['plan']
+    assert plan['members'][0]['new_data_dir'] == '/var/lib/etcd-restored-' + TS
+
+
+def test_a_manifest_without_name_restores_member_default_and_says_so():
+    hosts, nodes = cluster(1, name='')
+    decided = plan_for(hosts, nodes, old=old_cluster(['default']))
+    assert decided['refusals'] == []
+    assert decided['plan']['members'][0]['name'] == 'default'
+    assert decided['plan']['initial_cluster'] == 'default=https://10.0.0.11:2380'
+    assert any('has no --name' in w and '"default"' in w for w in decided['warnings'])
+
+
+def test_two_nameless_manifests_collide_on_the_default_name():
+    hosts, nodes = cluster(2, name='')
+    decided = plan_for(hosts, nodes, old=old_cluster(['default']))
+    assert 'cp1, cp2: these control planes all run etcd member "default"' in causes(decided)
+
+
+def test_mixed_tools_without_bump_support_turn_the_bump_off_everywhere_with_a_warning():
+    hosts, nodes = cluster(3)
+    nodes['cp2']['info']['tools']['supports_bump_revision'] = False
+    decided = plan_for(hosts, nodes)
+    plan = decided['plan']
+    assert plan['bump_revision'] == 0 and plan['min_revision'] == 500
+    assert all(m['bump_revision'] == 0 for m in plan['members'])
+    assert any('no revision bump: the restore tool on cp2' in w for w in decided['warnings'])
+    assert 'WARNING: no revision bump' in '\n'.join(planner.plan_lines(plan))
+
+
+@pytest.mark.parametrize('version,tool', [('3.4.23', 'etcdctl'), ('3.5.1', 'etcdutl'), ('3.6.5', 'etcdutl')])
+def test_the_restore_tool_of_each_etcd_minor(version, tool):
+    hosts, nodes = cluster(3, version=version)
+    plan = plan_for(hosts, nodes)['plan']
+    assert [m['restore_tool'] for m in plan['members']] == [tool] * 3
+    assert plan['bump_revision'] == (1000000000 if TOOLS[version]['supports_bump_revision'] else 0)
+
+
+def test_etcd_36_with_only_etcdctl_is_refused_because_etcdctl_36_cannot_restore():
+    hosts, nodes = cluster(1, version='3.6.5', tools='3.6.5-etcdctl-only')
+    decided = plan_for(hosts, nodes)
+    assert 'cp1: no etcd restore tool' in causes(decided)
+    assert 'install the etcd tools of version 3.6.x' in decided['refusals'][0]['fix']
+
+
+def test_a_tool_of_another_minor_is_refused_naming_the_tool_to_install():
+    hosts, nodes = cluster(3)
+    nodes['cp3']['info']['tools'] = copy.deepcopy(TOOLS['3.4.23'])
+    decided = plan_for(hosts, nodes)
+    assert decided['plan'] is None
+    [item] = decided['refusals']
+    assert item['host'] == 'cp3'
+    assert 'the restore tool is etcdctl 3.4.23, but the cluster runs etcd 3.5.30' in item['cause']
+    assert 'install etcdutl 3.5.x' in item['fix'] and 'etcd_restore_etcdutl_path' in item['fix']
+
+
+def test_a_node_without_tools_is_refused_and_the_others_are_not_named():
+    hosts, nodes = cluster(3)
+    nodes['cp2']['info']['tools'] = copy.deepcopy(TOOLS['none'])
+    decided = plan_for(hosts, nodes)
+    assert [r['host'] for r in decided['refusals']] == ['cp2']
+    assert 'etcd_restore_etcdutl_path' in decided['refusals'][0]['fix']
+
+
+def test_learners_in_the_old_cluster_become_voting_members_and_the_plan_says_so():
+    hosts, nodes = cluster(3)
+    decided = plan_for(hosts, nodes, old=old_cluster(['cp1', 'cp2', 'cp3'], learners=['cp3'], unnamed=1))
+    assert decided['refusals'] == []
+    assert any('cp3 is a learner' in w for w in decided['warnings'])
+    assert any('never started' in w for w in decided['warnings'])
+
+
+def test_members_of_the_running_cluster_outside_the_play_are_refused():
+    hosts, nodes = cluster(2)
+    decided = plan_for(hosts, nodes, old=old_cluster(['cp1', 'cp2', 'cp3']))
+    assert 'member(s) cp3 of the running cluster are not hosts of this play' in causes(decided)
+
+
+def test_an_unreachable_old_cluster_is_recorded_not_required():
+    hosts, nodes = cluster(3)
+    unreachable = {'cluster_id': None, 'members': [], 'healthy': False, 'problems': ['connection refused']}
+    decided = plan_for(hosts, nodes, old=unreachable)
+    assert decided['refusals'] == []
+    assert 'current cluster: not reachable (connection refused)' in planner.plan_lines(decided['plan'])
+
+
+def test_duplicate_peer_urls_and_a_bad_peer_url_are_refused_before_the_stop():
+    hosts, nodes = cluster(3)
+    nodes['cp2']['info']['member']['peer_urls'] = ['https://10.0.0.11:2380']
+    nodes['cp3']['info']['member']['peer_urls'] = ['https://10.0.0.13']
+    decided = plan_for(hosts, nodes)
+    text = causes(decided)
+    assert 'cp1, cp2: both advertise the peer URL https://10.0.0.11:2380' in text
+    assert "cp3: /etc/kubernetes/manifests/etcd.yaml: --initial-advertise-peer-urls has 'https://10.0.0.13'" in text
+
+
+def test_a_manifest_without_peer_urls_is_refused():
+    hosts, nodes = cluster(1, peer_urls=[])
+    assert 'has no --initial-advertise-peer-urls' in causes(plan_for(hosts, nodes))
+
+
+def test_free_space_one_rule_counts_the_restored_dir_and_the_staged_copy_on_the_same_filesystem():
+    # Enough for the restored dir alone but not for it and the staged copy on the same filesystem.
+    needed_dir = int(SIZE * 1.1) + 64 * 2 ** 20
+    hosts, nodes = cluster(1, free=needed_dir + SIZE // 2)
+    decided = plan_for(hosts, nodes, disk_margin_bytes=0)
+    assert 'and the staged copy of the snapshot' in causes(decided)
+    # On separate filesystems each has room for its part.
+    hosts, nodes = cluster(1, free=needed_dir + SIZE // 2, same_fs=False)
+    assert plan_for(hosts, nodes, disk_margin_bytes=0)['refusals'] == []
+
+
+def test_the_disk_margin_is_part_of_the_rule_and_named_in_the_refusal():
+    hosts, nodes = cluster(3, free=GiB)
+    decided = plan_for(hosts, nodes, disk_margin_bytes=2 * GiB)
+    assert [r['host'] for r in decided['refusals']] == hosts
+    assert all('etcd_restore_disk_margin_bytes 2147483648' in r['cause'] for r in decided['refusals'])
+
+
+def test_static_pods_held_or_duplicated_by_an_interrupted_run_are_refused():
+    hosts, nodes = cluster(3)
+    nodes['cp1']['held'] = ['etcd.yaml']
+    nodes['cp3']['pods_error'] = 'Nothing was moved on cp3: kube-scheduler.yaml is both in /etc/kubernetes/manifests and held'
+    text = causes(plan_for(hosts, nodes))
+    assert 'cp1: etcd.yaml is already held in /etc/kubernetes/kubeops-etcd/held-manifests' in text
+    assert 'cp3: Nothing was moved on cp3: kube-scheduler.yaml is both' in text
+
+
+def test_a_node_without_facts_is_refused():
+    hosts, nodes = cluster(2)
+    nodes['cp2'] = {}
+    assert 'cp2: no facts were gathered' in causes(plan_for(hosts, nodes, old=old_cluster(['cp1'])))
+
+
+def test_colliding_member_ids_are_refused_before_the_stop(monkeypatch):
+    hosts, nodes = cluster(2)
+    def colliding(initial_cluster, token):
+        raise ValueError('two members of the initial cluster would get the same ID 1')
+    monkeypatch.setattr(planner, 'cluster_member_ids', colliding)
+    assert 'the new cluster cannot be formed: two members' in causes(plan_for(hosts, nodes))
+
+
+def test_every_refusal_is_reported_at_once_with_host_cause_and_fix():
+    hosts, nodes = cluster(3, free=GiB)
+    nodes['cp2']['info']['tools'] = copy.deepcopy(TOOLS['none'])
+    decided = plan_for(hosts, nodes, disk_margin_bytes=2 * GiB)
+    text = planner.refusal_text(decided['refusals'])
+    first = text.splitlines()[0]
+    assert first.startswith('The restore was refused before anything was changed: cp1: only ')
+    assert '(and 3 more problems, below)' in first
+    assert text.count('\n- ') == 4 and 'Fix: install the etcd tools' in text
+    assert text.endswith('Nothing was stopped or changed in the cluster.')
+
+
+# --- the snapshot ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('spec,expected', [
+    ('latest', ('latest', None, None)),
+    ('cp2:/var/backups/etcd.db', ('node', 'cp2', '/var/backups/etcd.db')),
+    ('/srv/a:b.db', ('local', None, '/srv/a:b.db')),
+    ('cp9:/x.db', ('local', None, 'cp9:/x.db')),
+    ('cp2:relative.db', ('local', None, 'cp2:relative.db')),
+])
+def test_snapshot_spec_forms(spec, expected):
+    assert planner.parse_snapshot_spec(spec, ['cp1', 'cp2']) == expected
+
+
+def test_no_snapshot_given_says_how_to_give_one():
+    with pytest.raises(ValueError, match='-e snapshot=latest'):
+        planner.parse_snapshot_spec(' ', ['cp1'])
+
+
+def test_latest_is_the_newest_db_with_metadata():
+    found = [{'path': '/b/k-1.db', 'mtime': 10}, {'path': '/b/k-1.db.meta.json', 'mtime': 10},
+             {'path': '/b/k-2.db', 'mtime': 20}, {'path': '/b/k-2.db.meta.json', 'mtime': 20},
+             {'path': '/b/plain-3.db', 'mtime': 30}]
+    assert planner.choose_latest(found) == '/b/k-2.db'
+    assert planner.choose_latest([{'path': '/b/plain.db', 'mtime': 1}]) is None
+
+
+@pytest.mark.parametrize('overrides,expected', [
+    ({'path': '/srv/x.db.part'}, 'is a .part file'),
+    ({'exists': False}, 'does not exist'),
+    ({'is_regular': False}, 'is not a regular file'),
+    ({'bolt_error': '/x is truncated: its database needs 8192 bytes'}, 'is not a complete etcd snapshot: /x is truncated'),
+    ({'has_trailing_hash': False}, 'does not end with the SHA-256 that etcdctl snapshot save appends'),
+    ({'sha256': 'b' * 64}, 'is corrupt or not the file its metadata describes'),
+    ({'metadata_error': 'Expecting value: line 1'}, 'cannot be read: Expecting value'),
+])
+def test_bad_snapshots_are_refused(overrides, expected):
+    refusals = planner.check_snapshot(snapshot(**overrides))
+    assert refusals and expected in refusals[0]['cause'], refusals
+
+
+def test_a_plain_snapshot_is_accepted_and_the_plan_says_its_origin_cannot_be_checked():
+    hosts, nodes = cluster(3)
+    plan = plan_for(hosts, nodes, snap=snapshot(metadata=None))['plan']
+    assert plan['snapshot']['has_metadata'] is False and plan['snapshot']['revision'] is None
+    lines = '\n'.join(planner.plan_lines(plan))
+    assert 'its origin cannot be checked against metadata' in lines
+    assert 'revision and keys read when staged' in lines
+
+
+def test_a_snapshot_on_a_node_is_used_in_place_there_and_copied_to_the_others():
+    hosts, nodes = cluster(3)
+    snap = snapshot(kind='node', host='cp2', path='/var/backups/etcd.db', metadata=None,
+                    status={'revision': 77, 'total_key': 9})
+    plan = plan_for(hosts, nodes, snap=snap)['plan']
+    by_host = dict((m['host'], m) for m in plan['members'])
+    assert by_host['cp2']['staged_snapshot'] == '/var/backups/etcd.db' and by_host['cp2']['stage_copy'] is False
+    assert by_host['cp1']['staged_snapshot'] == '/var/lib/kubeops-etcd/restore/etcd.db'
+    assert by_host['cp1']['stage_copy'] is True
+    assert plan['snapshot']['revision'] == 77
+    assert 'snapshot /var/backups/etcd.db on cp2: revision 77, 9 keys' in planner.plan_lines(plan)[1]
+
+
+def test_check_mode_plan_says_so_and_lists_each_member():
+    hosts, nodes = cluster(3)
+    lines = planner.plan_lines(plan_for(hosts, nodes)['plan'], check_mode=True)
+    assert 'CHECK MODE' in lines[0]
+    assert sum(1 for line in lines if ': member cp' in line) == 3
+
+
+# --- prepared members, report, rollback texts -----------------------------------------------------
+
+def prepared_results(plan, **changes):
+    results = {}
+    for m in plan['members']:
+        results[m['host']] = dict({'member_id': m['member_id'], 'cluster_id': plan['cluster_id'], 'snapshot_sha256': SHA,
+                                   'snapshot_revision': 500, 'snapshot_total_key': 42, 'revision': 1000000500,
+                                   'duration_seconds': 1.5}, **changes.get(m['host'], {}))
+    return results
+
+
+def test_prepared_members_matching_the_plan_pass():
+    hosts, nodes = cluster(3)
+    plan = plan_for(hosts, nodes)['plan']
+    assert planner.check_prepared(plan, prepared_results(plan))['refusals'] == []
+
+
+def test_a_prepared_member_with_other_ids_sha_or_revision_is_refused_before_the_stop():
+    hosts, nodes = cluster(3)
+    plan = plan_for(hosts, nodes)['plan']
+    results = prepared_results(plan, cp1={'member_id': 'ffff'}, cp2={'snapshot_sha256': 'c' * 64},
+                               cp3={'snapshot_revision': 499})
+    text = ' | '.join('%s: %s' % (r['host'], r['cause']) for r in planner.check_prepared(plan, results)['refusals'])
+    assert 'cp1: the prepared member cp1 has id ffff' in text
+    assert 'cp2: the staged snapshot' in text and 'has sha256 cccc' in text
+    assert 'cp3: the staged snapshot has revision 499; the metadata says 500' in text
+
+
+def test_a_plain_snapshot_takes_its_revision_from_the_staged_copies_which_must_agree():
+    hosts, nodes = cluster(3)
+    plan = plan_for(hosts, nodes, snap=snapshot(metadata=None))['plan']
+    checked = planner.check_prepared(plan, prepared_results(plan))
+    assert checked['refusals'] == [] and checked['snapshot'] == {'revision': 500, 'total_key': 42}
+    checked = planner.check_prepared(plan, prepared_results(plan, cp3={'snapshot_revision': 501}))
+    assert 'the staged copies differ in revision' in checked['refusals'][0]['cause']
+
+
+def final_cluster(plan, **overrides):
+    data = {'cluster_id': plan['cluster_id'], 'revision': 1000000510, 'leader_name': 'cp2', 'healthy': True,
+            'members': [{'name': m['name'], 'id': m['member_id']} for m in plan['members']],
+            'endpoints': [{'member_id': m['member_id'], 'revision': 1000000510} for m in plan['members']]}
+    data.update(overrides)
+    return data
+
+
+def test_the_report_names_every_member_and_the_downtime():
+    hosts, nodes = cluster(3)
+    plan = plan_for(hosts, nodes)['plan']
+    built = planner.build_report(plan, prepared_results(plan), final_cluster(plan),
+                                 {'started': 100.0, 'prepared': 110.0, 'downtime_started': 112.0,
+                                  'downtime_ended': 118.5, 'finished': 120.0})
+    report = built['report']
+    assert report['downtime_seconds'] == 6.5 and report['duration_seconds'] == 20.0 and report['prepare_seconds'] == 10.0
+    assert report['cluster_id'] == plan['cluster_id'] and report['old_cluster_id'] == 'e07ff96dc481154f'
+    assert [m['revision_now'] for m in report['members']] == [1000000510] * 3
+    assert built['lines'][0].endswith('the API servers were down for 6.5 s')
+    assert 'cluster ID e07ff96dc481154f -> %s' % plan['cluster_id'] in built['lines'][1]
+
+
+def test_a_running_cluster_with_other_ids_is_named_a_stale_member():
+    hosts, nodes = cluster(3)
+    plan = plan_for(hosts, nodes)['plan']
+    problems = planner.verify_identity(plan, final_cluster(plan, cluster_id='dead'))
+    assert 'etcd runs as cluster dead' in problems[0] and 'stale member' in problems[-1]
+    assert planner.verify_identity(plan, final_cluster(plan)) == []
+
+
+def test_rollback_texts_name_the_host_step_and_cause_first():
+    hosts, nodes = cluster(3)
+    plan = plan_for(hosts, nodes)['plan']
+    failures = [{'host': 'cp2', 'step': 'start_etcd', 'task': 'Swap in the prepared etcd.yaml',
+                 'msg': 'Static pod etcd on cp2 did not run within 20 seconds\nlog...'}]
+    text = planner.rolled_back_text(plan, failures, {'cluster_id': 'e07ff96dc481154f', 'healthy': True,
+                                                     'members': [{'name': 'cp1'}]}, ['cp1:/var/lib/etcd-restored-x.failed'])
+    assert text.startswith('etcd restore FAILED on cp2 at step start_etcd (task "Swap in the prepared etcd.yaml"): '
+                           'Static pod etcd on cp2 did not run within 20 seconds [...] log...')
+    assert 'ROLLED BACK' in text and 'cp1:/var/lib/etcd-restored-x.failed' in text
+    states = {'cp1': {'answered': True, 'active': ['etcd.yaml'], 'held': ['kube-apiserver.yaml'],
+                      'etcd_data_dir': '/var/lib/etcd'}}
+    incomplete = planner.rollback_incomplete_text(plan, failures, [], states, OPTIONS)
+    lines = incomplete.splitlines()
+    assert lines[0].startswith('ROLLBACK INCOMPLETE. The restore failed on cp2 at step start_etcd')
+    assert lines[1].startswith('cp1: etcd.yaml is active in /etc/kubernetes/manifests and points at /var/lib/etcd')
+    assert lines[2].startswith('cp2: did not answer; its state is unknown')
+    discarded = planner.discarded_text(plan, failures)
+    assert discarded.startswith('The restore was refused before anything was stopped: preparing the members failed '
+                                'on cp2')
