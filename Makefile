@@ -1,6 +1,7 @@
 # kubeops.etcd — one entry point for set-up, tests and the demo.
 #   make test   every quality gate: sanity, lint, unit, lab, integration, molecule (what CI runs)
 #   make demo   lab up, load data, back up, break the cluster, restore, verify, lab down
+#   make bench  the benchmark (BENCH_ARGS="--quick", or --sizes 10M,200M,1G --nodes 3,5 --rounds 3)
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
@@ -56,7 +57,7 @@ lint: install
 	$(PY) docs/gen_variables.py --check
 
 unit: install
-	$(PY) -m pytest -q tests/unit
+	$(PY) -m pytest -q tests/unit bench/test_timeline.py
 
 lab-test: install
 	$(PY) -m pytest -q tests/lab
@@ -73,7 +74,7 @@ demo: install
 	$(PY) scripts/demo.py
 
 bench: install
-	$(PY) bench/bench.py
+	$(PY) bench/bench.py $(BENCH_ARGS)
 
 docs: install
 	$(PY) docs/gen_variables.py

@@ -1,336 +1,305 @@
-"""Benchmark: kubeops.etcd's playbooks against the plain etcdctl/etcdutl procedure, on the lab.
+"""Benchmark: kubeops.etcd's restore against two hand-written baselines, on the lab.
 
-What it measures, on one lab (real sshd, real etcd, kubelet stand-in), same data, same machine:
-  backup   - playbooks/backup.yml  vs  `etcdctl snapshot save` on the leader + scp to the ops box
-             + sha256sum (what a cron script does);
-  restore  - playbooks/restore.yml vs  the correct manual multi-member sequence (stop the API
-             servers and etcd on every node, `etcdutl snapshot restore` per member with its own
-             --name and the full --initial-cluster, repoint the manifests, start etcd, wait for
-             health, start the API servers), each step run on all nodes in parallel over ssh:
-             the fastest a careful operator's script can be, with no checks and no rollback;
-  round trips - the Ansible task results per host in the restore run;
-  memory   - peak RSS (VmHWM) of the etcd_snapshot and etcd_restore module processes themselves
-             (not of etcdctl/etcdutl) as the database grows: it must stay flat.
-Results: bench/results/<UTC time>.json and a Markdown table on stdout.
+For each number of nodes a lab comes up (real sshd, real etcd, kubelet stand-in); for each database
+size, data is loaded until etcd's database is about that size, then:
+  backup   - playbooks/backup.yml vs `etcdctl snapshot save` on the leader + scp + sha256sum;
+  restore  - three procedures on the same lab and the same snapshot file, alternating in each round:
+             playbooks/restore.yml, the plain script and the expert script (bench/procedures.py);
+  outage   - measured from outside: every API server's /readyz polled every 100 ms over HTTPS; the
+             API outage is the time during which no API server answered 200 "ok";
+  timeline - every second of each outage attributed to the step (for the playbook: the task, from
+             the result_json callback's task_times) that was running;
+  check    - after each restore the cluster must serve exactly the snapshot's keys on every member;
+  memory   - peak RSS of the etcd_snapshot and etcd_restore module processes at each size.
+Results: bench/results/<UTC time>.json and .md; the Markdown report also goes to stdout.
+  bench/bench.py --quick                        10M, 3 nodes, 1 round (a few minutes)
+  bench/bench.py                                the default matrix (make bench)
+  bench/bench.py --sizes 10M,200M,1G --nodes 3,5 --rounds 3    the full matrix
 """
 
 import argparse
-import concurrent.futures
 import json
 import os
 import shlex
-import statistics
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(REPO, "tests", "lab"))
 sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 
-import lablib  # noqa: E402
-from conftest import run_ansible_playbook  # noqa: E402
+import lablib  # noqa: E402  (puts tests/lab/standins on sys.path)
+from pbrun import PlaybookRun, ansible_env  # noqa: E402
 
-PY = sys.executable
+import dataset  # noqa: E402
+import memory  # noqa: E402
+import procedures  # noqa: E402
+import report as markdown  # noqa: E402
+from prober import ReadyzProber  # noqa: E402
+from timeline import attribute  # noqa: E402
 
-
-def ssh(lab, node, command, check=True):
-    proc = subprocess.run(lab.ssh_argv(node) + [command], capture_output=True, text=True, check=False)
-    if check and proc.returncode != 0:
-        raise RuntimeError("%s on %s failed (rc=%d): %s" % (command, node, proc.returncode, proc.stderr))
-    return proc
-
-
-def on_all(lab, fn):
-    nodes = [n["host"] for n in lab.state["nodes"]]
-    with concurrent.futures.ThreadPoolExecutor(len(nodes)) as pool:
-        return list(pool.map(fn, nodes))
+DEFAULTS = {"sizes": "10M,200M", "nodes": "3", "rounds": 3}
+QUICK = {"sizes": "10M", "nodes": "3", "rounds": 1}
+PROCEDURE_ORDER = ("playbook", "plain", "expert")
 
 
-def wait_until(predicate, timeout=300, interval=0.5):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise RuntimeError("timed out")
+def log(msg):
+    sys.stderr.write("%s bench: %s\n" % (time.strftime("%H:%M:%S"), msg))
+    sys.stderr.flush()
 
 
-def etcd_flags(node):
-    return "--cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt " \
-           "--key=/etc/kubernetes/pki/etcd/healthcheck-client.key --endpoints=%s" % node["client_url"]
+def parse_size(text):
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    text = text.strip().upper().rstrip("B")
+    if text and text[-1] in units:
+        return int(float(text[:-1]) * units[text[-1]])
+    return int(text)
 
 
-def leader(lab):
-    status = json.loads(lab.etcdctl("endpoint", "status", "-w", "json").stdout)
-    for entry in status:
-        if entry["Status"]["leader"] == entry["Status"]["header"]["member_id"]:
-            return next(n for n in lab.state["nodes"] if n["client_url"] == entry["Endpoint"])
-    raise RuntimeError("no leader")
-
-
-def manual_backup(lab, out_dir):
-    node = leader(lab)
-    remote = "/var/lib/manual-backup/snapshot.db"
-    ssh(lab, node["host"], "mkdir -p /var/lib/manual-backup && ETCDCTL_API=3 etcdctl %s snapshot save %s"
-        % (etcd_flags(node), remote))
-    local = os.path.join(out_dir, "manual-snapshot.db")
-    scp = ["scp", "-q", "-i", lab.state["ssh_key"], "-P", str(node["ssh_port"]), "-o", "StrictHostKeyChecking=no",
-           "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "root@%s:%s" % (node["ip"], remote), local]
-    subprocess.run(scp, check=True)
-    subprocess.run(["sha256sum", local], check=True, capture_output=True)
-    return local
-
-
-def manual_restore(lab, snapshot):
-    """The plain procedure, step by step on all nodes in parallel; no checks, no rollback."""
-    nodes = {n["host"]: n for n in lab.state["nodes"]}
-    token = "manual-%d" % time.time()
-    stamp = time.strftime("%Y%m%dT%H%M%S")
-
-    def member_info(host):
-        text = open(lab.node_path(host, "/etc/kubernetes/manifests/etcd.yaml")).read()
-        flags = dict(line.strip()[len("- --"):].split("=", 1) for line in text.splitlines()
-                     if line.strip().startswith("- --") and "=" in line)
-        return {"name": flags["name"], "peer": flags["initial-advertise-peer-urls"]}
-
-    info = {h: member_info(h) for h in nodes}
-    initial_cluster = ",".join("%s=%s" % (i["name"], i["peer"]) for i in info.values())
-
-    def copy(host):
-        n = nodes[host]
-        ssh(lab, host, "mkdir -p /var/lib/manual-restore")
-        subprocess.run(["scp", "-q", "-i", lab.state["ssh_key"], "-P", str(n["ssh_port"]), "-o",
-                        "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
-                        snapshot, "root@%s:/var/lib/manual-restore/snapshot.db" % n["ip"]], check=True)
-
-    def stop(host):
-        ssh(lab, host, "mkdir -p /etc/kubernetes/tmp && cd /etc/kubernetes/manifests && "
-            "mv kube-apiserver.yaml kube-controller-manager.yaml kube-scheduler.yaml ../tmp/ && "
-            "while [ -n \"$(crictl ps --name '^kube-apiserver$' --state running -q)\" ]; do sleep 0.5; done && "
-            "mv etcd.yaml ../tmp/ && "
-            "while [ -n \"$(crictl ps --name '^etcd$' --state running -q)\" ]; do sleep 0.5; done")
-
-    def restore(host):
-        n = nodes[host]
-        tool = "etcdutl" if n.get("etcdutl") else "etcdctl"
-        old = current_data_dir(lab, host)
-        new = "%s-manual-%s" % (old, stamp)
-        ssh(lab, host, "ETCDCTL_API=3 %s snapshot restore /var/lib/manual-restore/snapshot.db --name %s "
-            "--initial-cluster %s --initial-cluster-token %s --initial-advertise-peer-urls %s --data-dir %s"
-            % (tool, shlex.quote(info[host]["name"]), shlex.quote(initial_cluster), token,
-               shlex.quote(info[host]["peer"]), new))
-        ssh(lab, host, "sed -i 's#path: %s$#path: %s#' /etc/kubernetes/tmp/etcd.yaml && "
-            "mv /etc/kubernetes/tmp/etcd.yaml /etc/kubernetes/manifests/" % (old, new))
-
-    def start_rest(host):
-        ssh(lab, host, "cd /etc/kubernetes/tmp && "
-            "mv kube-apiserver.yaml kube-controller-manager.yaml kube-scheduler.yaml ../manifests/")
-
-    def healthy():
-        proc = lab.etcdctl("endpoint", "health", "-w", "json", check=False)
-        try:
-            return all(e.get("health") for e in json.loads(proc.stdout)) and proc.returncode == 0
-        except ValueError:
-            return False
-
-    def apiserver_ready(host):
-        url = nodes[host]["apiserver_url"] + "/readyz"
-        ca = lab.node_path(host, "/etc/kubernetes/pki/ca.crt")
-        wait_until(lambda: subprocess.run(["curl", "-sf", "--cacert", ca, url], capture_output=True,
-                                          check=False).returncode == 0)
-
-    timings = {}
-    for name, step in (("copy", lambda: on_all(lab, copy)), ("stop", lambda: on_all(lab, stop)),
-                       ("restore", lambda: on_all(lab, restore)), ("wait_etcd", lambda: wait_until(healthy)),
-                       ("start_apiserver", lambda: on_all(lab, start_rest)),
-                       ("wait_apiserver", lambda: on_all(lab, apiserver_ready))):
-        started = time.time()
-        step()
-        timings[name] = round(time.time() - started, 2)
-    return timings
-
-
-def current_data_dir(lab, host):
-    for path in ("/etc/kubernetes/manifests/etcd.yaml", "/etc/kubernetes/tmp/etcd.yaml"):
-        real = lab.node_path(host, path)
-        if os.path.exists(real):
-            lines = open(real).read().splitlines()
-            for i, line in enumerate(lines):
-                if line.strip() == "name: etcd-data":
-                    # kubeadm writes "- hostPath:\n    path: X\n    type: ...\n  name: etcd-data"
-                    for back in lines[max(0, i - 3):i]:
-                        if back.strip().startswith("path:"):
-                            return back.split(":", 1)[1].strip()
-    raise RuntimeError("no etcd-data volume on %s" % host)
-
-
-def module_peak_rss(lab, module, args):
-    """Run one module standalone on cp1 (inside the node) and sample its own VmHWM."""
-    node = lab.state["nodes"][0]["host"]
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
-        json.dump({"ANSIBLE_MODULE_ARGS": args}, handle)
-    argv = lab.nsenter_argv(node) + ["env", "PYTHONPATH=" + os.path.join(REPO, "build", "collections"),
-                                     "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                                     PY, "-m", "ansible_collections.kubeops.etcd.plugins.modules." + module,
-                                     handle.name]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    peak = 0
-    target = None
-    while proc.poll() is None:
-        if target is None:
-            target = _find_python_child(proc.pid)
-        if target:
-            try:
-                with open("/proc/%d/status" % target) as status:
-                    for line in status:
-                        if line.startswith("VmHWM:"):
-                            peak = max(peak, int(line.split()[1]))
-            except OSError:
-                pass
-        time.sleep(0.02)
-    out, err = proc.communicate()
-    os.unlink(handle.name)
-    result = json.loads(out) if out.strip().startswith("{") else {"failed": True, "msg": err or out}
-    if result.get("failed"):
-        raise RuntimeError("%s failed: %s" % (module, result.get("msg")))
-    return peak, result
-
-
-def _find_python_child(pid):
-    """nsenter -> env -> python: follow the chain to the module's own process."""
-    seen = pid
-    for _depth in range(5):
-        try:
-            with open("/proc/%d/comm" % seen) as comm:
-                if comm.read().strip().startswith("python"):
-                    return seen
-            with open("/proc/%d/task/%d/children" % (seen, seen)) as children:
-                kids = children.read().split()
-        except OSError:
-            return None
-        if not kids:
-            return None
-        seen = int(kids[0])
-    return None
-
-
-def memory_profile(lab, sizes_mb, value_bytes):
-    rows = []
-    loaded = 0
-    for size in sizes_mb:
-        need = size * 1024 * 1024 - loaded
-        if need > 0:
-            keys = need // value_bytes
-            lab.load(keys, value_bytes)
-            loaded += keys * value_bytes
-        node = lab.state["nodes"][0]
-        conn = {"endpoints": [node["client_url"]]}
-        snap = "/var/lib/kubeops-bench/snap-%d.db" % size
-        peak_snap, snap_result = module_peak_rss(lab, "etcd_snapshot", dict(conn, dest=snap, force=True))
-        peak_restore, _restore_result = module_peak_rss(lab, "etcd_restore", {
-            "snapshot": snap, "data_dir": "/var/lib/kubeops-bench/restore-%d" % size, "name": node["member_name"],
-            "initial_cluster": "%s=%s" % (node["member_name"], node["peer_url"]),
-            "initial_cluster_token": "bench-%d" % size, "initial_advertise_peer_urls": [node["peer_url"]]})
-        rows.append({"db_mb": round(snap_result["size"] / 1048576.0, 1), "etcd_snapshot_peak_rss_kb": peak_snap,
-                     "etcd_restore_peak_rss_kb": peak_restore})
-    lab.exec(lab.state["nodes"][0]["host"], ["rm", "-rf", "/var/lib/kubeops-bench"])
-    return rows
-
-
-def main():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--nodes", type=int, default=3)
+    parser.add_argument("--sizes", help="database sizes, e.g. 10M,200M,1G (default %s)" % DEFAULTS["sizes"])
+    parser.add_argument("--nodes", help="node counts, e.g. 3,5 (default %s)" % DEFAULTS["nodes"])
+    parser.add_argument("--rounds", type=int, help="restore rounds per size and node count; each round runs "
+                        "the three procedures in a rotating order (default %d)" % DEFAULTS["rounds"])
+    parser.add_argument("--quick", action="store_true", help="10M, 3 nodes, 1 round (explicit options win)")
     parser.add_argument("--etcd-version", default="3.5.30")
-    parser.add_argument("--keys", type=int, default=20000)
-    parser.add_argument("--value-bytes", type=int, default=1024)
-    parser.add_argument("--ip-base", type=int, default=230)
-    parser.add_argument("--repeat", type=int, default=3, help="restore rounds (manual, then playbook, each round)")
-    parser.add_argument("--memory-sizes-mb", default="20,100,200",
-                        help="database sizes for the module memory profile; empty to skip")
+    parser.add_argument("--value-bytes", type=int, default=1024, help="size of each loaded value")
+    parser.add_argument("--ip-base", type=int, default=20, help="lab loopback IPs 127.0.0.<ip-base+N>")
+    parser.add_argument("--procedures", default=",".join(PROCEDURE_ORDER),
+                        help="restore procedures to run (playbook,plain,expert)")
+    parser.add_argument("--ref", help="benchmark this git ref of the collection (exported with git archive) "
+                        "instead of the working tree")
+    parser.add_argument("--no-memory", action="store_true", help="skip the module memory profile")
     parser.add_argument("--out", default=os.path.join(REPO, "bench", "results"))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    preset = QUICK if args.quick else DEFAULTS
+    for key, value in preset.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    args.size_list = [s.strip() for s in args.sizes.split(",") if s.strip()]
+    args.node_list = [int(n) for n in args.nodes.split(",") if n.strip()]
+    args.procedure_list = [p.strip() for p in args.procedures.split(",") if p.strip()]
+    unknown = set(args.procedure_list) - set(PROCEDURE_ORDER)
+    if unknown or not args.procedure_list:
+        parser.error("--procedures: choose from %s" % ",".join(PROCEDURE_ORDER))
+    if args.rounds < 1 or not args.size_list or not args.node_list:
+        parser.error("need at least one size, one node count and one round")
+    return args
 
-    lab = lablib.Lab("/tmp/kubeops-bench-%d" % args.ip_base)
-    lab.down()
-    work = tempfile.mkdtemp(prefix="kubeops-bench-")
-    report = {"nodes": args.nodes, "etcd_version": args.etcd_version, "keys": args.keys,
-              "value_bytes": args.value_bytes, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+def command_line(args):
+    """The exact command that reproduces the run, every option spelled out."""
+    argv = ["bench/bench.py", "--sizes", ",".join(args.size_list), "--nodes", ",".join(map(str, args.node_list)),
+            "--rounds", str(args.rounds), "--etcd-version", args.etcd_version, "--value-bytes", str(args.value_bytes),
+            "--ip-base", str(args.ip_base)]
+    if args.procedure_list != list(PROCEDURE_ORDER):
+        argv += ["--procedures", ",".join(args.procedure_list)]
+    if args.ref:
+        argv += ["--ref", args.ref]
+    if args.no_memory:
+        argv.append("--no-memory")
+    return ".venv/bin/python " + " ".join(shlex.quote(a) for a in argv)
+
+
+def git(*argv):
+    return subprocess.run(["git", "-C", REPO] + list(argv), capture_output=True, text=True, check=True).stdout.strip()
+
+
+def collection_under_test(args, work):
+    """The collection's files (working tree, or an exported ref) and a collections root pointing at it."""
+    if args.ref:
+        commit = git("rev-parse", args.ref)
+        source = os.path.join(work, "collection")
+        os.makedirs(source)
+        archive = subprocess.run(["git", "-C", REPO, "archive", "--format=tar", commit], capture_output=True,
+                                 check=True).stdout
+        subprocess.run(["tar", "-x", "-C", source], input=archive, check=True)
+        describe = "%s (%s, exported)" % (args.ref, commit[:10])
+    else:
+        commit = git("rev-parse", "HEAD")
+        source = REPO
+        dirty = bool(git("status", "--porcelain", "--", "plugins", "roles", "playbooks"))
+        describe = "working tree at %s%s" % (commit[:10], " with uncommitted changes" if dirty else "")
+    root = os.path.join(work, "collections")
+    os.makedirs(os.path.join(root, "ansible_collections", "kubeops"))
+    os.symlink(source, os.path.join(root, "ansible_collections", "kubeops", "etcd"))
+    return {"dir": source, "root": root, "commit": commit, "describe": describe}
+
+
+def playbook_runner(lab, collection):
+    def run(playbook, extra_vars):
+        workdir = tempfile.mkdtemp(prefix="kubeops-bench-pb-")
+        result_path = os.path.join(workdir, "result.json")
+        argv = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", lab.inventory,
+                os.path.join(collection["dir"], playbook), "-e", json.dumps(extra_vars)]
+        env = ansible_env(result_path)
+        env["ANSIBLE_COLLECTIONS_PATH"] = collection["root"]
+        proc = subprocess.run(argv, cwd=collection["dir"], env=env, capture_output=True, text=True, check=False,
+                              timeout=3600)
+        data = {}
+        if os.path.exists(result_path):
+            with open(result_path) as handle:
+                data = json.load(handle)
+        shutil.rmtree(workdir)
+        run = PlaybookRun(argv, proc.returncode, proc.stdout, proc.stderr, data)
+        run.task_times = data.get("task_times", [])
+        return run
+    return run
+
+
+def settle(lab, prober, timeout=180):
+    """Before a run: every API server ready and etcd healthy, then a short pause."""
+    clients = procedures.etcd_clients(lab)
     try:
-        lab.up(nodes=args.nodes, etcd_version=args.etcd_version, ip_base=args.ip_base)
-        report["load"] = lab.load(args.keys, args.value_bytes)
+        procedures.wait_until(lambda: procedures.etcd_healthy(clients), timeout=timeout, what="etcd health")
+    finally:
+        for client in clients:
+            client.close()
+    procedures.wait_until(lambda: all(prober.probe(n["host"]) for n in lab.state["nodes"]), timeout=timeout,
+                          what="every API server's /readyz")
+    time.sleep(2)
+
+
+def measured_run(lab, procedure, fn, data, expected, run_id):
+    """One restore with the prober around it; the cluster is checked against the snapshot afterwards."""
+    servers = {n["host"]: (n["ip"], lab.state["apiserver_port"]) for n in lab.state["nodes"]}
+    prober = ReadyzProber(servers, lab.state["k8s_ca"])
+    settle(lab, prober)
+    data.disturb(expected, run_id)
+    prober.start()
+    try:
+        time.sleep(0.5)
+        started = time.time()
+        detail = fn(prober)
+        whole = time.time() - started
+        back = prober.wait_all_ready(120)
+    finally:
+        prober.stop()
+    seen = prober.report()
+    windows = [tuple(w) for w in seen["outage_windows"]]
+    spans = detail.pop("spans")
+    problems = data.verify(expected)
+    if not back:
+        problems.append("an API server did not answer /readyz within 120 s of the end of the run")
+    run = {"procedure": procedure, "whole_seconds": round(whole, 2), "outage_seconds": seen["outage_seconds"],
+           "max_server_down_seconds": seen["max_server_down_seconds"],
+           "timeline": [(label, round(s, 3)) for label, s in attribute(windows, spans)],
+           "spans": [(label, round(start, 3), round(end, 3)) for label, start, end in spans],
+           "prober": seen, "problems": problems}
+    run.update(detail)
+    if problems:
+        raise RuntimeError("%s restore %s: %s" % (procedure, run_id, "; ".join(problems)))
+    return run
+
+
+def bench_config(lab, args, collection, nodes, size, work, data, with_memory):
+    """Grow the data to `size`, back it up both ways, and run the rounds of restores."""
+    remote = procedures.Remote(lab, os.path.join(work, "ssh-%d" % nodes))
+    run_playbook = playbook_runner(lab, collection)
+    backups = os.path.join(work, "backups")
+    try:
+        grown = data.grow_to(parse_size(size), args.value_bytes, log)
+        label = "%s-%dn-%d" % (size, nodes, time.time())
+        expected = data.record(label)
+        log("%s, %d nodes: database %.1f MB, %d keys besides the leases" % (
+            size, nodes, grown["db_bytes"] / 1e6, expected["count"]))
 
         started = time.time()
-        manual_snapshot = manual_backup(lab, work)
-        report["manual_backup_seconds"] = round(time.time() - started, 2)
-
-        backups = os.path.join(work, "backups")
+        manual = procedures.manual_backup(lab, remote, work)
+        manual_seconds = time.time() - started
+        os.unlink(manual)
+        shutil.rmtree(backups, ignore_errors=True)
         started = time.time()
-        run = run_ansible_playbook(lab.inventory, "playbooks/backup.yml", extra_vars={"etcd_backup_dest_dir": backups})
-        report["playbook_backup_seconds"] = round(time.time() - started, 2)
-        assert run.rc == 0, run
+        run = run_playbook("playbooks/backup.yml", {"etcd_backup_dest_dir": backups})
+        playbook_seconds = time.time() - started
+        if run.rc != 0:
+            raise RuntimeError("backup.yml failed:\n%r" % run)
+        snapshot = procedures.newest_backup(backups)
+        procedures.cleanup_nodes(lab)
+        config = {"nodes": nodes, "size": size, "target_bytes": parse_size(size), "db_bytes": grown["db_bytes"],
+                  "loads": grown["loads"], "snapshot": os.path.basename(snapshot),
+                  "snapshot_bytes": os.path.getsize(snapshot), "data": dataset.summary(expected),
+                  "backup": {"manual_seconds": round(manual_seconds, 2), "playbook_seconds": round(playbook_seconds, 2)},
+                  "runs": []}
+        memory_row = None
+        if with_memory:
+            log("module memory at %s" % size)
+            memory_row = memory.profile(lab, collection["root"], size)
 
-        # The lab shares 2 cores with everything else: repeat and report the median and the range.
-        report["manual_restore_runs"] = []
-        report["playbook_restore_runs"] = []
-        for _round in range(args.repeat):
-            started = time.time()
-            steps = manual_restore(lab, manual_snapshot)
-            report["manual_restore_runs"].append({"seconds": round(time.time() - started, 2), "steps": steps})
+        procs = {
+            "playbook": lambda prober: procedures.playbook_restore(run_playbook, snapshot),
+            "plain": lambda prober: procedures.plain_restore(lab, remote, snapshot, prober),
+            "expert": lambda prober: procedures.expert_restore(lab, remote, snapshot, prober),
+        }
+        names = args.procedure_list
+        for index in range(args.rounds):
+            order = names[index % len(names):] + names[:index % len(names)]
+            for name in order:
+                run_id = "%s-round%d-%s" % (label, index + 1, name)
+                result = measured_run(lab, name, procs[name], data, expected, run_id)
+                result["round"] = index + 1
+                config["runs"].append(result)
+                log("%s, %d nodes, round %d, %s: whole %.1f s, API outage %.1f s" % (
+                    size, nodes, index + 1, name, result["whole_seconds"], result["outage_seconds"]))
+                procedures.cleanup_nodes(lab)
+        shutil.rmtree(backups, ignore_errors=True)
+        return config, memory_row
+    finally:
+        remote.close()
 
-            started = time.time()
-            run = run_ansible_playbook(lab.inventory, "playbooks/restore.yml",
-                                       extra_vars={"snapshot": "latest", "etcd_restore_backup_dir": backups})
-            took = round(time.time() - started, 2)
-            assert run.rc == 0, run
-            stats = run.stats.get("_run", run.stats).get("etcd_restore", {})
-            report["playbook_restore_runs"].append({
-                "seconds": took, "downtime_seconds": float(stats.get("downtime_seconds", 0)),
-                "slowest_tasks": run.slowest_tasks(8)})
-        hosts = sorted(run.summary)
-        report["restore_task_results_per_host"] = {h: sum(1 for r in run.results if r["host"] == h) for h in hosts}
-        report["restore_tasks_run"] = len(set(r["task"] for r in run.results))
 
-        sizes = [int(s) for s in args.memory_sizes_mb.split(",") if s]
-        if sizes:
-            report["module_memory"] = memory_profile(lab, sizes, 4096)
+def main(argv=None):
+    args = parse_args(argv)
+    work = tempfile.mkdtemp(prefix="kubeops-bench-")
+    lab = lablib.Lab("/tmp/kubeops-bench-%d" % args.ip_base)
+    started = time.time()
+    results = {"command": command_line(args), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+               "options": {"sizes": args.size_list, "nodes": args.node_list, "rounds": args.rounds,
+                           "etcd_version": args.etcd_version, "value_bytes": args.value_bytes,
+                           "procedures": args.procedure_list},
+               "machine": {"cpus": os.cpu_count()}, "configs": [], "memory": [], "complete": False}
+    try:
+        collection = collection_under_test(args, work)
+        results["collection"] = {k: collection[k] for k in ("commit", "describe")}
+        sizes = sorted(args.size_list, key=parse_size)
+        for position, nodes in enumerate(args.node_list):
+            lab.down()
+            log("lab up: %d nodes, etcd %s" % (nodes, args.etcd_version))
+            lab.up(nodes=nodes, etcd_version=args.etcd_version, ip_base=args.ip_base)
+            data = dataset.Data(lab)
+            try:
+                for size in sizes:
+                    config, memory_row = bench_config(lab, args, collection, nodes, size, work, data,
+                                                      with_memory=position == 0 and not args.no_memory)
+                    results["configs"].append(config)
+                    if memory_row:
+                        results["memory"].append(memory_row)
+            finally:
+                data.close()
+        results["complete"] = True
+    except (Exception, KeyboardInterrupt) as error:
+        results["error"] = "%s: %s" % (type(error).__name__, error)
+        raise
     finally:
         lab.down()
-    os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + ".json")
-    with open(path, "w") as handle:
-        json.dump(report, handle, indent=2)
-    print_table(report)
-    print("\nresults: %s" % path)
-
-
-def _spread(values):
-    values = sorted(values)
-    return "%.1f (%.1f-%.1f)" % (statistics.median(values), values[0], values[-1])
-
-
-def print_table(r):
-    manual = r["manual_restore_runs"]
-    playbook = r["playbook_restore_runs"]
-    manual_down = [run["seconds"] - run["steps"]["copy"] for run in manual]
-    print("%d-node lab, etcd %s, %d keys of %d bytes; restore: median (min-max) of %d rounds" % (
-        r["nodes"], r["etcd_version"], r["keys"], r["value_bytes"], len(manual)))
-    print("")
-    print("| what | plain etcdctl/etcdutl | kubeops.etcd |")
-    print("|---|---|---|")
-    print("| backup, s | %.1f | %.1f |" % (r["manual_backup_seconds"], r["playbook_backup_seconds"]))
-    print("| restore, s | %s | %s |" % (_spread([x["seconds"] for x in manual]), _spread([x["seconds"] for x in playbook])))
-    print("| API servers down, s | %s | %s |" % (_spread(manual_down), _spread([x["downtime_seconds"] for x in playbook])))
-    print("")
-    for index, run in enumerate(manual):
-        print("manual round %d steps (s): %s" % (index + 1, run["steps"]))
-    print("slowest playbook tasks, last round (s): %s" % playbook[-1]["slowest_tasks"])
-    print("restore: %s distinct tasks; task results per host: %s" % (
-        r["restore_tasks_run"], r["restore_task_results_per_host"]))
-    for row in r.get("module_memory", []):
-        print("module memory at %(db_mb)s MB: etcd_snapshot %(etcd_snapshot_peak_rss_kb)s kB, "
-              "etcd_restore %(etcd_restore_peak_rss_kb)s kB peak RSS" % row)
+        shutil.rmtree(work, ignore_errors=True)
+        results["seconds"] = round(time.time() - started, 1)
+        results.setdefault("collection", {"commit": "", "describe": "(not set up)"})
+        os.makedirs(args.out, exist_ok=True)
+        base = os.path.join(args.out, time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()))
+        with open(base + ".json", "w") as handle:
+            json.dump(results, handle, indent=1)
+        text = markdown.render(results)
+        with open(base + ".md", "w") as handle:
+            handle.write(text + "\n")
+        print(text)
+        print("\nresults: %s.json, %s.md (%.0f s)" % (base, base, results["seconds"]))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.join(REPO, "tests", "lab"))
 sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 
 import lablib  # noqa: E402
-from conftest import ansible_env  # noqa: E402
+from pbrun import ansible_env  # noqa: E402
 
 BIN = os.path.dirname(sys.executable)
 

@@ -3,6 +3,8 @@
 """Test-only callback: writes every task result and the set_stats data to a JSON file.
 
 The integration tests read that file instead of scraping the human-readable log.
+``task_times`` gives the wall-clock start and end of every task on every host (the benchmark
+lays them over the outage it measures from outside).
 Enabled by tests/integration/conftest.py through ANSIBLE_CALLBACK_PLUGINS and
 ANSIBLE_CALLBACKS_ENABLED; the file name comes from KUBEOPS_RESULT_JSON.
 """
@@ -38,6 +40,8 @@ class CallbackModule(CallbackBase):
         self._path = os.environ.get("KUBEOPS_RESULT_JSON")
         self._results = []
         self._task_started = {}
+        self._host_started = {}
+        self._task_times = []
 
     def v2_playbook_on_task_start(self, task, is_conditional):
         # Wall-clock seconds per task across all hosts: the benchmark lists the slowest.
@@ -46,7 +50,19 @@ class CallbackModule(CallbackBase):
     def v2_playbook_on_handler_task_start(self, task):
         self.v2_playbook_on_task_start(task, False)
 
+    def v2_runner_on_start(self, host, task):
+        self._host_started[(task._uuid, host.get_name())] = time.time()
+
     def _record(self, status, result):
+        ended = time.time()
+        uuid, host = result._task._uuid, result._host.get_name()
+        self._task_times.append({
+            "task": result._task.get_name(),
+            "host": host,
+            "start": round(self._host_started.pop((uuid, host), self._task_started.get(uuid, ended)), 3),
+            "end": round(ended, 3),
+            "status": status,
+        })
         self._results.append({
             "task": result._task.get_name(),
             "action": result._task.action,
@@ -86,6 +102,7 @@ class CallbackModule(CallbackBase):
             "task_seconds": durations,
             "summary": summary,
             "custom_stats": self._clean(getattr(stats, "custom", {})),
+            "task_times": self._task_times,
         }
         with open(self._path, "w") as handle:
             json.dump(data, handle, indent=1, default=str)

@@ -1,7 +1,6 @@
 """What the module integration tests share (``import modhelpers``, like the playbook tests' pbhelpers).
 
-A plain module, not a conftest.py: the tests import ``ETCD_VERSIONS`` with ``from conftest import ...``, which a
-second conftest.py in this directory would shadow.
+A plain module, not a conftest.py: a second conftest.py in this directory would shadow the integration one.
 """
 
 import os
@@ -10,7 +9,7 @@ import time
 import pytest
 import yaml
 
-from conftest import ETCD_VERSIONS
+from pbrun import ETCD_VERSIONS
 
 # etcdctl 3.4.23 and etcdutl 3.5.1 predate --bump-revision (3.4.27 / 3.5.10).
 BUMP_SUPPORTED = {"3.4.23": False, "3.5.1": False, "3.5.16": True, "3.5.30": True}

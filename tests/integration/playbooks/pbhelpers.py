@@ -9,7 +9,7 @@ import urllib.request
 
 import yaml
 
-from conftest import REPO_ROOT
+from pbrun import REPO_ROOT
 
 BACKUP_PLAYBOOK = os.path.join(REPO_ROOT, "playbooks", "backup.yml")
 RESTORE_PLAYBOOK = os.path.join(REPO_ROOT, "playbooks", "restore.yml")
