@@ -1,7 +1,8 @@
 """kubelet stand-in: static pods only.
 
 Imitates the parts of the kubelet that etcd backup/restore tooling touches:
-- watches the static pod dir (/etc/kubernetes/manifests, polled every 0.5 s) and
+- watches the static pod dir (/etc/kubernetes/manifests: its mtime every 0.05 s, as quick as the
+  kubelet's inotify watch; a full sync every 0.5 s) and
   loads *every* regular file whose name does not start with a dot (so a stray
   `etcd.yaml.bak` is a pod of its own, as with the real kubelet); a pod is identified by
   its file path and content (the kubelet's static pod UID), and of two files with the
@@ -53,6 +54,7 @@ LOGS = BASE + "/logs"
 FAULTS = BASE + "/faults"
 GRACE = 10.0
 POLL = 0.5
+WATCH = 0.05
 BACKOFF_MAX = 10.0
 KEEP_EXITED = 3
 
@@ -429,15 +431,27 @@ class Kubelet:
                 else (status >> 8)
             self.exit_codes[pid] = 128 - rc if rc < 0 else rc  # killed by signal N: 128+N like runc
 
+    def _manifests_stamp(self):
+        try:
+            return os.stat(self.manifests).st_mtime_ns
+        except OSError:
+            return None
+
     def run(self):
         log("started on node %s, watching %s" % (self.node, self.manifests))
+        last_sync, last_stamp = 0.0, None
         while not _sigterm:
             self.reap()
-            try:
-                self.sync()
-            except Exception as e:  # keep going like a daemon
-                log("sync error: %r" % (e,))
-            time.sleep(POLL)
+            # The real kubelet sees a manifest change at once (inotify): a file moved in or out changes the
+            # dir's mtime, checked every WATCH seconds; everything else (exits, restarts) every POLL seconds.
+            stamp = self._manifests_stamp()
+            if stamp != last_stamp or time.time() - last_sync >= POLL:
+                last_stamp, last_sync = stamp, time.time()
+                try:
+                    self.sync()
+                except Exception as e:  # keep going like a daemon
+                    log("sync error: %r" % (e,))
+            time.sleep(WATCH)
         self.save_state()
         log("stopping (containers keep running)")
 
