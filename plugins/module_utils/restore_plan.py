@@ -349,6 +349,11 @@ def plan_restore(hosts, nodes, snapshot_facts, old_cluster, options):
         bump = 0
     for member in members:
         member['bump_revision'] = bump
+    # A leader told to stop while its followers stop too spends seconds trying to hand its leadership over;
+    # once they are gone it stops at once. So etcd stops on the old leader's node last.
+    leader = old['leader_name'] if len(members) > 1 else None
+    for member in members:
+        member['stop_etcd_last'] = bool(leader) and member['name'] == leader
 
     token = 'kubeops-%s' % options['timestamp']
     initial_cluster = ','.join('%s=%s' % (m['name'], url) for m in members for url in m['peer_urls'])
@@ -403,6 +408,7 @@ def _old_cluster_summary(cluster):
         'unnamed': len([m for m in members if not m.get('name')]),
         'problems': list(cluster.get('problems') or []),
         'revision': cluster.get('revision'),
+        'leader_name': cluster.get('leader_name') or '',
     }
 
 
@@ -441,10 +447,12 @@ def plan_lines(plan, check_mode=False):
         lines.append('WARNING: %s' % warning)
     lines.append('while the cluster serves: copy the snapshot to every node, restore every member into its new data '
                  'dir, prepare its new etcd.yaml outside the manifests dir')
-    lines.append('outage: stop kube-apiserver, kube-controller-manager, kube-scheduler, then etcd, everywhere; swap in '
+    last = [m['host'] for m in plan['members'] if m.get('stop_etcd_last')]
+    lines.append('outage: stop kube-apiserver, kube-controller-manager, kube-scheduler, then etcd, everywhere%s; swap in '
                  'the prepared etcd.yaml and start etcd everywhere at once; wait for %d healthy members and one '
                  'leader; start the API servers (/readyz), controller-managers and schedulers%s'
-                 % (len(plan['members']), ', restart the kubelets' if plan['restart_kubelet'] else ''))
+                 % (' (on %s, the leader, last)' % last[0] if last else '', len(plan['members']),
+                    ', restart the kubelets' if plan['restart_kubelet'] else ''))
     for m in plan['members']:
         lines.append('%s: member %s id %s (peer %s), etcd %s, restore with %s %s, bump %s: data dir %s%s -> %s; '
                      'prepared manifest %s'

@@ -83,10 +83,11 @@ def snapshot(**overrides):
     return facts
 
 
-def old_cluster(names, learners=(), unnamed=0, healthy=True):
+def old_cluster(names, learners=(), unnamed=0, healthy=True, leader=None):
     members = [{'name': n, 'id': '%x' % (i + 1), 'is_learner': n in learners} for i, n in enumerate(names)]
     members += [{'name': '', 'id': 'f%d' % i, 'is_learner': True} for i in range(unnamed)]
-    return {'cluster_id': 'e07ff96dc481154f', 'healthy': healthy, 'members': members, 'problems': [], 'revision': 600}
+    return {'cluster_id': 'e07ff96dc481154f', 'healthy': healthy, 'members': members, 'problems': [], 'revision': 600,
+            'leader_name': leader}
 
 
 def plan_for(hosts, nodes, snap=None, old=None, **options):
@@ -218,6 +219,19 @@ def test_members_of_the_running_cluster_outside_the_play_are_refused():
     assert 'member(s) cp3 of the running cluster are not hosts of this play' in causes(decided)
 
 
+def test_etcd_stops_last_on_the_old_leader_so_it_does_not_wait_for_a_leadership_hand_over():
+    hosts, nodes = cluster(3)
+    plan = plan_for(hosts, nodes, old=old_cluster(['cp1', 'cp2', 'cp3'], leader='cp2'))['plan']
+    assert [m['stop_etcd_last'] for m in plan['members']] == [False, True, False]
+    assert 'then etcd, everywhere (on cp2, the leader, last)' in '\n'.join(planner.plan_lines(plan))
+    # No leader known (cluster down), or a single member: no order.
+    plan = plan_for(hosts, nodes, old=old_cluster(['cp1', 'cp2', 'cp3']))['plan']
+    assert not any(m['stop_etcd_last'] for m in plan['members'])
+    hosts, nodes = cluster(1)
+    plan = plan_for(hosts, nodes, old=old_cluster(['cp1'], leader='cp1'))['plan']
+    assert plan['members'][0]['stop_etcd_last'] is False
+
+
 def test_an_unreachable_old_cluster_is_recorded_not_required():
     hosts, nodes = cluster(3)
     unreachable = {'cluster_id': None, 'members': [], 'healthy': False, 'problems': ['connection refused']}
@@ -276,6 +290,7 @@ def test_a_node_without_facts_is_refused():
 
 def test_colliding_member_ids_are_refused_before_the_stop(monkeypatch):
     hosts, nodes = cluster(2)
+
     def colliding(initial_cluster, token):
         raise ValueError('two members of the initial cluster would get the same ID 1')
     monkeypatch.setattr(planner, 'cluster_member_ids', colliding)
