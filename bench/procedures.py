@@ -309,8 +309,13 @@ def expert_restore(lab, remote, snapshot, prober):
     lead = leader_host(lab)
     followers = [h for h in remote.hosts() if h != lead]
 
+    # Members start 0.3 s apart, as the playbook does: with kubeadm's initial corruption check a member that
+    # starts while a peer is itself starting waits up to 7 s for that peer (see restore_plan.START_STAGGER_SECONDS).
+    order = remote.hosts()
+
     def swap(host):
-        remote.ssh(host, "mv %s /etc/kubernetes/manifests/etcd.yaml" % new_manifest)
+        remote.ssh(host, "sleep %.1f && mv %s /etc/kubernetes/manifests/etcd.yaml"
+                   % (0.3 * order.index(host), new_manifest))
 
     def start_rest(host):
         remote.ssh(host, "cd %s && mv %s /etc/kubernetes/manifests/" % (HOLD_DIR, CONTROL_PLANE))

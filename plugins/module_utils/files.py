@@ -125,12 +125,19 @@ def move_aside(path, suffix):
 
 
 def make_private_dir(path):
-    """Create path (and missing parents) with mode 0700; returns True when created."""
+    """Create path and every missing parent with mode 0700 (os.makedirs gives new parents the umask's mode);
+    existing directories are left as they are. Returns True when path was created."""
     if os.path.isdir(path):
         return False
+    missing = []
+    current = os.path.normpath(path)
+    while current not in ('', '/') and not os.path.isdir(current):
+        missing.append(current)
+        current = os.path.dirname(current)
     try:
-        os.makedirs(path, 0o700)
-        os.chmod(path, 0o700)
+        for directory in reversed(missing):
+            os.mkdir(directory, 0o700)
+            os.chmod(directory, 0o700)
     except OSError as exc:
         raise EtcdModuleError(
             'Cannot create directory %s on %s: %s' % (path, node_name(), exc.strerror or exc), file=path)

@@ -33,6 +33,11 @@ RESTORED_SUFFIX = re.compile(r'-restored-[0-9]{8}T[0-9]{6}Z$')
 OPS_BOX = 'the ops box'
 MIN_BUMP_VERSIONS = 'etcdctl 3.4.27+, etcdctl/etcdutl 3.5.10+ or etcdutl 3.6+'
 STEPS = ('stop', 'start_etcd', 'wait_quorum', 'start_apiserver', 'verify')
+# Members start this many seconds apart. kubeadm runs etcd with its initial corruption check: a starting member asks
+# every peer for its hash, and a peer that is itself starting (port bound, not yet serving) holds the answer for up to
+# 7 s; a peer that is down answers at once (connection refused) and one that already serves, quickly. Staggered
+# starts keep each member clear of the others' start.
+START_STAGGER_SECONDS = 0.3
 
 
 class PlanError(Exception):
@@ -354,6 +359,10 @@ def plan_restore(hosts, nodes, snapshot_facts, old_cluster, options):
     leader = old['leader_name'] if len(members) > 1 else None
     for member in members:
         member['stop_etcd_last'] = bool(leader) and member['name'] == leader
+        member['stop_etcd_after_closed'] = [url for other in members if other is not member
+                                            for url in other['peer_urls']] if member['stop_etcd_last'] else []
+    for index, member in enumerate(members):
+        member['start_delay'] = round(index * START_STAGGER_SECONDS, 1)
 
     token = 'kubeops-%s' % options['timestamp']
     initial_cluster = ','.join('%s=%s' % (m['name'], url) for m in members for url in m['peer_urls'])
@@ -449,9 +458,9 @@ def plan_lines(plan, check_mode=False):
                  'dir, prepare its new etcd.yaml outside the manifests dir')
     last = [m['host'] for m in plan['members'] if m.get('stop_etcd_last')]
     lines.append('outage: stop kube-apiserver, kube-controller-manager, kube-scheduler, then etcd, everywhere%s; swap in '
-                 'the prepared etcd.yaml and start etcd everywhere at once; wait for %d healthy members and one '
+                 'the prepared etcd.yaml and start etcd everywhere, %.1f s apart; wait for %d healthy members and one '
                  'leader; start the API servers (/readyz), controller-managers and schedulers%s'
-                 % (' (on %s, the leader, last)' % last[0] if last else '', len(plan['members']),
+                 % (' (on %s, the leader, last)' % last[0] if last else '', START_STAGGER_SECONDS, len(plan['members']),
                     ', restart the kubelets' if plan['restart_kubelet'] else ''))
     for m in plan['members']:
         lines.append('%s: member %s id %s (peer %s), etcd %s, restore with %s %s, bump %s: data dir %s%s -> %s; '

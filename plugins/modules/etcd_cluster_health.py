@@ -149,10 +149,27 @@ from ansible_collections.kubeops.etcd.plugins.module_utils.connection import (
     unreachable_cluster,
 )
 from ansible_collections.kubeops.etcd.plugins.module_utils.errors import EtcdModuleError, node_name
-from ansible_collections.kubeops.etcd.plugins.module_utils.parsers import version_warnings
+from ansible_collections.kubeops.etcd.plugins.module_utils.parsers import parse_endpoint_health, version_warnings
 from ansible_collections.kubeops.etcd.plugins.module_utils.runner import EtcdTools, Runner
 
 POLL_INTERVAL = 1.0
+# While waiting, a cheap probe first: every endpoint answers a quorum read within a second. A member without a leader
+# would hold a `member list` for etcdctl's whole 5 s command timeout, and every second counts in an outage.
+READY_POLL_INTERVAL = 0.2
+READY_PROBE_FLAGS = ['--dial-timeout=1s', '--command-timeout=1s']
+
+
+def endpoints_ready(runner, etcdctl, conn):
+    """Whether every given endpoint is healthy (has a leader and serves a quorum read) right now."""
+    result = runner.run([etcdctl] + conn.args() + READY_PROBE_FLAGS + ['endpoint', 'health', '-w', 'json'],
+                        check_rc=False, timeout=15)
+    if result.rc != 0:
+        return False
+    try:
+        healths = parse_endpoint_health(result.stdout)
+    except EtcdModuleError:
+        return False
+    return bool(healths) and all(health['healthy'] for health in healths)
 
 
 def check_once(runner, etcdctl, conn, params):
@@ -178,6 +195,9 @@ def run_module(module):
     while True:
         attempts += 1
         round_started = time.time()
+        if round_started < deadline and not endpoints_ready(runner, etcdctl, conn):
+            time.sleep(max(0.0, min(READY_POLL_INTERVAL - (time.time() - round_started), deadline - time.time())))
+            continue
         cluster = check_once(runner, etcdctl, conn, params)
         if not cluster['problems'] or time.time() >= deadline:
             break

@@ -57,7 +57,8 @@ options:
     description:
       - Keep a copy of the manifest as it was before the change in O(backup_dir)
         (C(<file name>.<UTC timestamp>), mode C(0600)).
-      - Not used with O(dest), where O(path) does not change.
+      - With O(dest), where O(path) does not change, keep a byte-for-byte copy of O(path) as it is now beside O(dest),
+        as C(<dest>.orig) (mode C(0600)): what to put back if the prepared manifest must be undone.
     type: bool
     default: true
   backup_dir:
@@ -70,7 +71,8 @@ options:
     description:
       - Write the edited manifest to this file (atomically, mode C(0600), owner C(root)) and leave O(path) as it is.
         When O(path) already uses O(data_dir), O(dest) becomes an exact copy of it.
-      - Its directory must exist. It must not lie in the kubelet's manifests directory (C(/etc/kubernetes/manifests),
+      - Missing directories of its path are created with mode C(0700). It must not lie in the kubelet's manifests
+        directory (C(/etc/kubernetes/manifests),
         or the directory of O(path) when that is named C(manifests)), where the kubelet would run it at once.
       - O(dest) is this module's output. When it already holds exactly the edited text (with mode C(0600), owner
         C(root)) nothing changes; when it holds anything else it is replaced, and the diff shows what it held.
@@ -138,8 +140,8 @@ volume_name:
   sample: etcd-data
 backup_file:
   description:
-    - Copy of the manifest before the change; V(null) when nothing changed, O(backup=false), with O(dest) or in check
-      mode.
+    - Copy of the manifest before the change; V(null) when nothing changed, O(backup=false) or in check mode.
+    - With O(dest), C(<dest>.orig), the copy of O(path) kept beside it.
   returned: always
   type: str
   sample: /etc/kubernetes/kubeops-etcd/manifest-backups/etcd.yaml.20261122T013500Z
@@ -188,6 +190,7 @@ def _backup_path(backup_dir, manifest_path):
 
 KUBEADM_MANIFESTS_DIR = '/etc/kubernetes/manifests'
 DEST_MODE = 0o600
+ORIGINAL_SUFFIX = '.orig'
 DEST_OWNER = (0, 0)
 
 
@@ -216,10 +219,6 @@ def check_dest(path, dest):
                 'second etcd. Write it outside, e.g. /etc/kubernetes/kubeops-etcd/prepared/etcd.yaml, and install it '
                 'with kubeops.etcd.static_pod (sources) once etcd is stopped.' % (dest, node_name(), directory),
                 dest=dest)
-    parent = os.path.dirname(dest)
-    if not os.path.isdir(parent):
-        raise EtcdModuleError('The directory %s of dest does not exist on %s; create it first (mode 0700), e.g. with '
-                              'ansible.builtin.file state=directory.' % (parent, node_name()), dest=dest)
     if os.path.lexists(dest) and (os.path.islink(dest) or not os.path.isfile(dest)):
         raise EtcdModuleError('dest %s on %s exists and is not a regular file; choose another path.'
                               % (dest, node_name()), dest=dest)
@@ -265,8 +264,11 @@ def plan(params):
         result['changed'] = new_text != manifest.text
     if dest:
         new_text = new_text or manifest.text
-        result['changed'] = not dest_is_current(dest, new_text.encode('utf-8'))
+        original_current = not params['backup'] or dest_is_current(dest + ORIGINAL_SUFFIX, manifest.text.encode('utf-8'))
+        result['changed'] = not dest_is_current(dest, new_text.encode('utf-8')) or not original_current
         result['dest_replaced'] = result['changed'] and os.path.lexists(dest)
+        if params['backup']:
+            result['backup_file'] = dest + ORIGINAL_SUFFIX
     return manifest, new_text, result
 
 
@@ -307,6 +309,9 @@ def apply(module, manifest, new_text, result):
         raise EtcdModuleError('%s on %s changed while this task was editing it; nothing was written. Run the task again.'
                               % (path, node_name()), path=path)
     if result['dest']:
+        make_private_dir(os.path.dirname(result['dest']))
+        if module.params['backup']:
+            atomic_write(module, result['dest'] + ORIGINAL_SUFFIX, original, DEST_MODE, owner=DEST_OWNER)
         atomic_write(module, result['dest'], new_text.encode('utf-8'), DEST_MODE, owner=DEST_OWNER)
         return
     if module.params['backup']:

@@ -51,6 +51,24 @@ options:
     type: list
     elements: str
     default: []
+  then_after_closed:
+    description:
+      - Before the pods of O(then) are handled, wait until nothing accepts TCP connections any more on these URLs
+        (C(scheme://host:port), for example the peer URLs of the other etcd members), within O(timeout).
+      - Use case - stop etcd on the old leader only once its followers are gone; a leader stopped together with its
+        followers spends seconds trying to hand its leadership over to one of them.
+      - Needs O(then).
+    type: list
+    elements: str
+    default: []
+  delay:
+    description:
+      - Seconds to wait after every check and before the first move. Staggers the start of etcd members across nodes
+        (for example V(0), V(0.3), V(0.6)) - with kubeadm's initial corruption check, a member that starts while a peer
+        is itself starting waits up to 7 s for that peer's answer, while a peer that is still down or already serving
+        answers at once.
+    type: float
+    default: 0
   state:
     description:
       - V(stopped) moves the manifests to O(holding_dir) and waits until no container of that name runs.
@@ -130,6 +148,13 @@ EXAMPLES = r'''
   kubeops.etcd.static_pod:
     names: [kube-apiserver, kube-controller-manager, kube-scheduler]
     then: [etcd]
+    state: stopped
+
+- name: On the etcd leader, stop etcd only once the other members no longer listen on their peer ports
+  kubeops.etcd.static_pod:
+    names: [kube-apiserver, kube-controller-manager, kube-scheduler]
+    then: [etcd]
+    then_after_closed: [https://10.0.0.12:2380, https://10.0.0.13:2380]
     state: stopped
 
 - name: Start etcd from the manifest prepared for the restored data directory; keep the old one
@@ -224,17 +249,20 @@ import errno
 import json
 import os
 import shutil
+import socket
 import stat
 import time
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.six.moves.urllib.parse import urlparse
 
 from ansible_collections.kubeops.etcd.plugins.module_utils.errors import EtcdModuleError, node_name
 from ansible_collections.kubeops.etcd.plugins.module_utils.files import (
     free_path, make_private_dir, remove_if_exists, same_content)
 from ansible_collections.kubeops.etcd.plugins.module_utils.runner import Runner, find_tool
 
-POLL_INTERVAL = 0.25
+POLL_INTERVAL = 0.1
+CONNECT_TIMEOUT = 0.5
 CRICTL_CALL_TIMEOUT = 15
 LOG_TAIL_LINES = 20
 GROUPS = ('names', 'then')
@@ -547,6 +575,43 @@ def install_source(pod, params):
                               exc.details)
 
 
+def url_address(url):
+    """(host, port) of scheme://host:port (IPv6 in brackets), or an EtcdModuleError."""
+    parsed = urlparse(url)
+    try:
+        port = parsed.port
+    except ValueError:
+        port = None
+    if not parsed.hostname or not port:
+        raise EtcdModuleError('then_after_closed: %r is not a URL with a host and a port (e.g. https://10.0.0.12:2380). '
+                              'Nothing was moved.' % url)
+    return parsed.hostname, port
+
+
+def accepts_connections(address):
+    try:
+        connection = socket.create_connection(address, timeout=CONNECT_TIMEOUT)
+    except (socket.error, OSError):
+        return False
+    connection.close()
+    return True
+
+
+def wait_closed(urls, timeout, clock=time.time, sleep=time.sleep):
+    """Wait until none of the URLs accepts a TCP connection; fail after timeout, naming those still open."""
+    addresses = [(url, url_address(url)) for url in urls]
+    started = clock()
+    while True:
+        still_open = [url for url, address in addresses if accepts_connections(address)]
+        if not still_open:
+            return round(clock() - started, 3)
+        if clock() - started >= timeout:
+            raise EtcdModuleError('%s on %s still accept%s connections after %d seconds, so the pods of then were not '
+                                  'touched.' % (', '.join(still_open), node_name(), 's' if len(still_open) == 1 else '',
+                                               timeout), still_open=still_open)
+        sleep(POLL_INTERVAL)
+
+
 def handle_group(module, crictl, pods, params):
     """Move every manifest of one group, then wait for all of them."""
     state = params['state']
@@ -584,6 +649,8 @@ def main():
         argument_spec=dict(
             names=dict(type='list', elements='str', required=True),
             then=dict(type='list', elements='str', default=[]),
+            then_after_closed=dict(type='list', elements='str', default=[]),
+            delay=dict(type='float', default=0),
             state=dict(type='str', required=True, choices=['stopped', 'started']),
             sources=dict(type='dict'),
             replaced_dir=dict(type='path'),
@@ -603,6 +670,12 @@ def main():
         if params['timeout'] < 0:
             raise EtcdModuleError('timeout must be 0 or more seconds, got %d.' % params['timeout'])
         pods = plan(params)
+        if params['then_after_closed']:
+            if not params['then']:
+                raise EtcdModuleError('then_after_closed needs then: it says when the pods of then may go. Nothing was '
+                                      'moved.')
+            for url in params['then_after_closed']:
+                url_address(url)
         crictl = None
         crictl_path = find_tool(module, 'crictl', params['crictl_path'])
         if crictl_path:
@@ -612,6 +685,10 @@ def main():
                 'crictl not found on %s, so the module cannot tell when the pods have %s. Install crictl (cri-tools) '
                 'or set crictl_path; or set wait=false and check the containers yourself. Nothing was moved.'
                 % (node_name(), params['state']))
+        if params['delay'] < 0:
+            raise EtcdModuleError('delay must be 0 or more seconds, got %s. Nothing was moved.' % params['delay'])
+        if params['delay'] and not module.check_mode:
+            time.sleep(params['delay'])
         if not module.check_mode:
             # From here on `changed` and `replaced_path` report what did happen, also when a later step fails.
             for pod in pods:
@@ -619,6 +696,8 @@ def main():
                 pod['replaced_path'] = None
         for group in range(len(GROUPS)):
             members = [pod for pod in pods if pod['_group'] == group]
+            if members and group == 1 and params['then_after_closed'] and not module.check_mode:
+                wait_closed(params['then_after_closed'], params['timeout'])
             if members:
                 handle_group(module, crictl, members, params)
     except EtcdModuleError as exc:

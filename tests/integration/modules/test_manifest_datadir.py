@@ -162,7 +162,6 @@ def test_dest_prepares_the_new_manifest_while_etcd_keeps_running(lab, run_playbo
     etcd_before = running_etcd(lab)
     existing_backups = backups(lab)
     os.makedirs(lab.node_path("cp1", new_dir + "/member"))
-    os.makedirs(lab.node_path("cp1", prepared_dir), mode=0o700)
     args = {"data_dir": new_dir, "dest": dest}
     try:
         run, checked = run_module(run_playbook, lab, args, check=True, diff=True)
@@ -176,7 +175,10 @@ def test_dest_prepares_the_new_manifest_while_etcd_keeps_running(lab, run_playbo
 
         results = four_runs(run_playbook, lab, TASK, "etcd_manifest_datadir", args)
         real = results[1]
-        assert (real["path"], real["dest"], real["backup_file"]) == (MANIFEST, dest, None)
+        assert (real["path"], real["dest"], real["backup_file"]) == (MANIFEST, dest, dest + ".orig")
+        # The missing directory was created private, and the running manifest's bytes were kept beside dest.
+        assert stat.S_IMODE(os.stat(lab.node_path("cp1", prepared_dir)).st_mode) == 0o700
+        assert read(lab.node_path("cp1", dest + ".orig")) == original
         assert real["previous_data_dir"] == old_dir and real["data_dir"] == new_dir
         written = read(lab.node_path("cp1", dest))
         before_lines, after_lines = original.splitlines(True), written.splitlines(True)
@@ -204,11 +206,11 @@ def test_dest_prepares_the_new_manifest_while_etcd_keeps_running(lab, run_playbo
         assert read(lab.node_path("cp1", dest)) == written
 
         for bad, message in ((MANIFEST.replace("etcd.yaml", "etcd-prepared.yaml"), "in the kubelet's manifests directory"),
-                             ("/etc/kubernetes/kubeops-it-missing/etcd.yaml", "of dest does not exist on cp1")):
+                             (prepared_dir, "exists and is not a regular file")):
             run, refused = run_module(run_playbook, lab, dict(args, dest=bad))
             assert run.rc != 0
             assert message in refused["msg"]
-            assert not os.path.exists(lab.node_path("cp1", bad))
+            assert not os.path.isfile(lab.node_path("cp1", bad))
         assert read(manifest_path) == original
         assert running_etcd(lab) == etcd_before
     finally:

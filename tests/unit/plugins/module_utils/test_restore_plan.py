@@ -122,6 +122,7 @@ def test_every_member_gets_its_name_the_full_initial_cluster_and_the_ids_etcd_wi
         assert member['bump_revision'] == 1000000000
     assert plan['min_revision'] == 500 + 1000000000
     assert len(set(m['member_id'] for m in plan['members'])) == count
+    assert [m['start_delay'] for m in plan['members']] == [round(0.3 * i, 1) for i in range(count)]
 
 
 def test_member_names_that_differ_from_host_names_custom_dirs_and_ports():
@@ -223,6 +224,8 @@ def test_etcd_stops_last_on_the_old_leader_so_it_does_not_wait_for_a_leadership_
     hosts, nodes = cluster(3)
     plan = plan_for(hosts, nodes, old=old_cluster(['cp1', 'cp2', 'cp3'], leader='cp2'))['plan']
     assert [m['stop_etcd_last'] for m in plan['members']] == [False, True, False]
+    assert [m['stop_etcd_after_closed'] for m in plan['members']] == [
+        [], ['https://10.0.0.11:2380', 'https://10.0.0.13:2380'], []]
     assert 'then etcd, everywhere (on cp2, the leader, last)' in '\n'.join(planner.plan_lines(plan))
     # No leader known (cluster down), or a single member: no order.
     plan = plan_for(hosts, nodes, old=old_cluster(['cp1', 'cp2', 'cp3']))['plan']

@@ -192,17 +192,19 @@ def test_dest_check_real_again_and_again_in_check_leaves_path_alone(run, node, d
 
     real = run(args(node, dest=dest))
     assert real['changed'] is True
-    assert (real['path'], real['dest'], real['backup_file']) == (node['path'], dest, None)
+    assert (real['path'], real['dest'], real['backup_file']) == (node['path'], dest, dest + '.orig')
     assert real['previous_data_dir'] == '/var/lib/etcd' and real['data_dir'] == node['restored']
     only_hostpath_line_differs(original, read(dest), '/var/lib/etcd', node['restored'])
     info = os.stat(dest)
     assert (stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid) == (0o600, 0, 0)
-    # The source manifest: same bytes, same inode, never rewritten; no backup needed.
+    # The source manifest: same bytes, same inode, never rewritten; its copy lies beside dest.
     assert read(node['path']) == original
     assert os.stat(node['path']).st_ino == path_before.st_ino
     assert os.stat(node['path']).st_mtime_ns == path_before.st_mtime_ns
     assert not os.path.exists(node['backups'])
-    assert os.listdir(os.path.dirname(dest)) == ['etcd.yaml']
+    assert sorted(os.listdir(os.path.dirname(dest))) == ['etcd.yaml', 'etcd.yaml.orig']
+    assert read(dest + '.orig') == original
+    assert stat.S_IMODE(os.stat(dest + '.orig').st_mode) == 0o600
 
     for check in (False, True):
         again = run(args(node, dest=dest), check=check, diff=True)
@@ -220,7 +222,17 @@ def test_dest_holding_something_else_is_replaced_and_shown_in_the_diff(run, node
     assert result['diff'][1]['before'] == 'an older prepared manifest\n'
     assert result['diff'][1]['after'] == read(dest).decode()
     assert stat.S_IMODE(os.stat(dest).st_mode) == 0o600
-    assert os.listdir(os.path.dirname(dest)) == ['etcd.yaml']
+    assert sorted(os.listdir(os.path.dirname(dest))) == ['etcd.yaml', 'etcd.yaml.orig']
+
+
+def test_dest_in_missing_directories_creates_each_of_them_private(run, node, tmp_path):
+    dest = str(tmp_path / 'runs' / '20261203T040000Z' / 'etcd.yaml')
+    os.chmod(str(tmp_path), 0o755)
+    result = run(args(node, dest=dest))
+    assert result['changed'] is True and os.path.isfile(dest)
+    for directory in (tmp_path / 'runs', tmp_path / 'runs' / '20261203T040000Z'):
+        assert stat.S_IMODE(os.stat(str(directory)).st_mode) == 0o700, directory
+    assert stat.S_IMODE(os.stat(str(tmp_path)).st_mode) == 0o755  # an existing dir is left as it was
 
 
 def test_dest_with_the_right_text_but_another_mode_is_rewritten(run, node, dest):
@@ -245,7 +257,6 @@ def test_dest_is_a_copy_when_path_already_uses_the_data_dir(run, node, dest):
     ('manifests/etcd-restored.yaml', "is in the kubelet's manifests directory"),
     ('manifests/.etcd-prepared.yaml', "is in the kubelet's manifests directory"),
     ('manifests/etcd.yaml', 'is the manifest itself'),
-    ('missing-dir/etcd.yaml', 'of dest does not exist on'),
     ('kubeops-etcd/prepared', 'exists and is not a regular file'),
 ])
 def test_bad_dest_is_refused_and_nothing_is_written(run, node, dest, tmp_path, where, message):

@@ -205,6 +205,41 @@ def test_then_moves_only_after_every_pod_of_names_is_gone(run, node):
     assert [p['moved_at'] for p in again['pods']] == [None, None, None]
 
 
+def test_then_after_closed_moves_etcd_only_once_the_other_members_stopped_listening(run, node, monkeypatch):
+    # Two peers: the first stops listening after two probes, the second is already gone.
+    probes = []
+
+    def accepts(address):
+        probes.append(address)
+        return address == ('10.0.0.12', 2380) and probes.count(address) <= 2
+    monkeypatch.setattr(static_pod, 'accepts_connections', accepts)
+    monkeypatch.setattr(static_pod.time, 'sleep', lambda seconds: None)
+    result = run(['kube-apiserver'], 'stopped', then=['etcd'],
+                 then_after_closed=['https://10.0.0.12:2380', 'https://[fd00::13]:2380'])
+    assert result['changed'] is True
+    assert probes.count(('10.0.0.12', 2380)) == 3 and ('fd00::13', 2380) in probes
+    assert listing(node) == (['kube-scheduler.yaml'], ['etcd.yaml', 'kube-apiserver.yaml'])
+
+
+def test_then_after_closed_times_out_naming_the_peers_still_listening_and_leaves_etcd_running(run, node, monkeypatch):
+    monkeypatch.setattr(static_pod, 'accepts_connections', lambda address: True)
+    result = run(['kube-apiserver'], 'stopped', then=['etcd'], then_after_closed=['https://10.0.0.12:2380'], timeout=0)
+    assert result['failed']
+    assert 'https://10.0.0.12:2380' in result['msg'] and 'still accepts connections' in result['msg']
+    assert 'etcd.yaml' in listing(node)[0]
+
+
+@pytest.mark.parametrize('options, message', [
+    ({'then_after_closed': ['https://10.0.0.12:2380']}, 'then_after_closed needs then'),
+    ({'then': ['etcd'], 'then_after_closed': ['10.0.0.12']}, 'is not a URL with a host and a port'),
+])
+def test_then_after_closed_is_checked_before_anything_moves(run, node, options, message):
+    before = listing(node)
+    result = run(['kube-apiserver'], 'stopped', **options)
+    assert result['failed'] and message in result['msg']
+    assert listing(node) == before
+
+
 def test_start_with_then_starts_etcd_after_the_others(run, node):
     run(['kube-apiserver'], 'stopped', then=['etcd'])
     checked = run(['etcd'], 'started', then=['kube-apiserver'], check=True)
