@@ -58,7 +58,7 @@ options:
       - Keep a copy of the manifest as it was before the change in O(backup_dir)
         (C(<file name>.<UTC timestamp>), mode C(0600)).
       - With O(dest), where O(path) does not change, keep a byte-for-byte copy of O(path) as it is now beside O(dest),
-        as C(<dest>.orig) (mode C(0600)): what to put back if the prepared manifest must be undone.
+        as C(<dest>.orig) (mode C(0600)), what to put back if the prepared manifest must be undone.
     type: bool
     default: true
   backup_dir:

@@ -606,9 +606,10 @@ def wait_closed(urls, timeout, clock=time.time, sleep=time.sleep):
         if not still_open:
             return round(clock() - started, 3)
         if clock() - started >= timeout:
-            raise EtcdModuleError('%s on %s still accept%s connections after %d seconds, so the pods of then were not '
-                                  'touched.' % (', '.join(still_open), node_name(), 's' if len(still_open) == 1 else '',
-                                               timeout), still_open=still_open)
+            verb = 'accepts' if len(still_open) == 1 else 'accept'
+            raise EtcdModuleError('%s on %s still %s connections after %d seconds, so the pods of then were not '
+                                  'touched.' % (', '.join(still_open), node_name(), verb, timeout),
+                                  still_open=still_open)
         sleep(POLL_INTERVAL)
 
 

@@ -205,6 +205,17 @@ def next_restore_pattern(lab, host):
     return "path: %s-restored-%s" % (base, "(?!%s)" % suffix if suffix else "")
 
 
+def restore_with_fault(run_playbook, lab, snapshot, host, pod, message, when_next_restore=True, **extra_vars):
+    """Restore while the lab's kubelet on `host` fails every start of `pod` (only while a manifest points at the
+    data dir this restore prepares, unless when_next_restore is false); the fault is cleared afterwards."""
+    pattern = next_restore_pattern(lab, host) if when_next_restore else ""
+    lab.set_fault(host, pod, when_manifests_match=pattern, message=message)
+    try:
+        return restore(run_playbook, lab, snapshot, **extra_vars)
+    finally:
+        lab.clear_faults(host)
+
+
 def readyz_ok(lab, host):
     try:
         return readyz(lab, host) == (200, "ok")

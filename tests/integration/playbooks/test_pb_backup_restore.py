@@ -155,12 +155,8 @@ def test_etcd_not_coming_up_on_one_node_rolls_every_node_back(lab, run_playbook,
     manifests_before = {host: h.manifests(lab, host) for host in h.hosts(lab)}
     # The kubelet on cp2 fails every etcd container whose manifest points at another restored data dir than
     # the one it runs on now (the first restore's): the one this restore prepares.
-    lab.set_fault("cp2", "etcd", when_manifests_match=h.next_restore_pattern(lab, "cp2"),
-                  message="etcd cannot open its data dir")
-    try:
-        run = h.restore(run_playbook, lab, shared["report"]["snapshot"], etcd_restore_pod_timeout=20)
-    finally:
-        lab.clear_faults("cp2")
+    run = h.restore_with_fault(run_playbook, lab, shared["report"]["snapshot"], "cp2", "etcd",
+                               "etcd cannot open its data dir", etcd_restore_pod_timeout=20)
 
     assert run.rc != 0, run
     final = run.result(h.ROLLED_BACK_TASK, "cp1")["msg"]

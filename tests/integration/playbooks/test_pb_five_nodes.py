@@ -45,12 +45,8 @@ def test_five_nodes_roll_back_after_a_failure_once_the_api_servers_are_up(lab, r
     manifests_before = {host: {name: h.read_node_file(lab, host, "/etc/kubernetes/manifests/" + name)
                                for name in h.MANIFESTS} for host in h.hosts(lab)}
 
-    lab.set_fault("cp4", "kube-apiserver", when_manifests_match=h.next_restore_pattern(lab, "cp4"),
-                  message="kube-apiserver cannot start")
-    try:
-        run = h.restore(run_playbook, lab, snapshot, etcd_restore_pod_timeout=20, etcd_restore_apiserver_timeout=20)
-    finally:
-        lab.clear_faults("cp4")
+    run = h.restore_with_fault(run_playbook, lab, snapshot, "cp4", "kube-apiserver", "kube-apiserver cannot start",
+                               etcd_restore_pod_timeout=20, etcd_restore_apiserver_timeout=20)
 
     assert run.rc != 0, run
     message = run.result(h.ROLLED_BACK_TASK, "cp1")["msg"]

@@ -34,12 +34,8 @@ def test_single_node_rollback_after_etcd_started_on_the_restored_data(lab, run_p
     manifests_before = {name: h.read_node_file(lab, "cp1", "/etc/kubernetes/manifests/" + name) for name in h.MANIFESTS}
 
     # The API server fails while etcd.yaml points at the data dir this restore prepares.
-    lab.set_fault("cp1", "kube-apiserver", when_manifests_match=h.next_restore_pattern(lab, "cp1"),
-                  message="kube-apiserver cannot start")
-    try:
-        run = h.restore(run_playbook, lab, snapshot, etcd_restore_pod_timeout=15, etcd_restore_apiserver_timeout=15)
-    finally:
-        lab.clear_faults("cp1")
+    run = h.restore_with_fault(run_playbook, lab, snapshot, "cp1", "kube-apiserver", "kube-apiserver cannot start",
+                               etcd_restore_pod_timeout=15, etcd_restore_apiserver_timeout=15)
 
     assert run.rc != 0, run
     # etcd really ran on the restored data before the failure.
@@ -65,13 +61,10 @@ def test_incomplete_rollback_describes_each_node_and_its_hand_steps_work(lab, ru
     manifests_before = {name: h.read_node_file(lab, "cp1", "/etc/kubernetes/manifests/" + name) for name in h.MANIFESTS}
 
     # etcd fails on any data from now on: on the restored data, and again when the rollback starts it on the old.
-    lab.set_fault("cp1", "etcd", message="etcd cannot start")
-    try:
-        run = h.restore(run_playbook, lab, snapshot, etcd_restore_pod_timeout=10)
-        assert run.rc != 0, run
-        message = run.result("Rollback failed: stop, and describe the state of every control plane", "cp1")["msg"]
-    finally:
-        lab.clear_faults("cp1")
+    run = h.restore_with_fault(run_playbook, lab, snapshot, "cp1", "etcd", "etcd cannot start", when_next_restore=False,
+                               etcd_restore_pod_timeout=10)
+    assert run.rc != 0, run
+    message = run.result("Rollback failed: stop, and describe the state of every control plane", "cp1")["msg"]
     assert message.startswith("ROLLBACK INCOMPLETE. The restore failed on cp1 at step start_etcd"), message
     assert "then the rollback failed on cp1 at step rollback" in message, message
     assert ("cp1: etcd.yaml is active in /etc/kubernetes/manifests and points at %s (previous %s, restored %s-restored-"

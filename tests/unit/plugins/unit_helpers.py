@@ -133,3 +133,19 @@ def write_tls(directory):
         path.write_text('PEM')
         paths[option] = str(path)
     return paths
+
+
+def kubeadm_apiserver_facts(manifest_path):
+    """What etcd_member_info reports of ``fixtures/manifests/kubeadm-kube-apiserver.yaml`` found at manifest_path."""
+    return {
+        'manifest_path': manifest_path,
+        'present': True,
+        'advertise_address': '192.0.2.11',
+        'secure_port': 6443,
+        'readyz_url': 'https://192.0.2.11:6443/readyz',
+        'encryption_provider_config': None,
+        'etcd_servers': ['https://127.0.0.1:2379'],
+        'etcd_cafile': '/etc/kubernetes/pki/etcd/ca.crt',
+        'etcd_certfile': '/etc/kubernetes/pki/apiserver-etcd-client.crt',
+        'etcd_keyfile': '/etc/kubernetes/pki/apiserver-etcd-client.key',
+    }

@@ -16,6 +16,8 @@ from ansible_collections.kubeops.etcd.plugins.module_utils.manifest import (
     EtcdManifest, KubeApiServerManifest, StaticPodManifest, container_flags, describe_kube_apiserver, image_version,
     parse_command_flags, url_host)
 
+from unit_helpers import kubeadm_apiserver_facts
+
 FIXTURES = os.path.join(os.path.dirname(__file__), '..', '..', 'fixtures', 'manifests')
 
 
@@ -201,18 +203,8 @@ def test_missing_pyyaml_says_what_to_install(monkeypatch):
 # kube-apiserver ------------------------------------------------------------------------------------
 
 def test_kubeadm_kube_apiserver_facts():
-    assert describe_kube_apiserver(fixture('kubeadm-kube-apiserver.yaml')) == {
-        'manifest_path': fixture('kubeadm-kube-apiserver.yaml'),
-        'present': True,
-        'advertise_address': '192.0.2.11',
-        'secure_port': 6443,
-        'readyz_url': 'https://192.0.2.11:6443/readyz',
-        'encryption_provider_config': None,
-        'etcd_servers': ['https://127.0.0.1:2379'],
-        'etcd_cafile': '/etc/kubernetes/pki/etcd/ca.crt',
-        'etcd_certfile': '/etc/kubernetes/pki/apiserver-etcd-client.crt',
-        'etcd_keyfile': '/etc/kubernetes/pki/apiserver-etcd-client.key',
-    }
+    path = fixture('kubeadm-kube-apiserver.yaml')
+    assert describe_kube_apiserver(path) == kubeadm_apiserver_facts(path)
 
 
 def test_kube_apiserver_ipv6_flags_in_args_as_separate_items_and_encryption_config():

@@ -14,7 +14,7 @@ from ansible.module_utils import basic
 
 from ansible_collections.kubeops.etcd.plugins.modules import etcd_member_info
 
-from unit_helpers import RESTORE_TOOLS, fakes, run_module
+from unit_helpers import RESTORE_TOOLS, fakes, kubeadm_apiserver_facts, run_module
 
 
 MANIFEST = '''apiVersion: v1
@@ -198,18 +198,7 @@ def test_apiserver_is_read_from_kube_apiserver_yaml_beside_the_etcd_manifest(nod
     copy_apiserver_fixture('kubeadm-kube-apiserver.yaml', node['tmp'] / 'kube-apiserver.yaml')
     ok, result = run(dict(manifest_path=str(node['manifest']), **fake.path_args()))
     assert ok
-    assert result['apiserver'] == {
-        'manifest_path': str(node['tmp'] / 'kube-apiserver.yaml'),
-        'present': True,
-        'advertise_address': '192.0.2.11',
-        'secure_port': 6443,
-        'readyz_url': 'https://192.0.2.11:6443/readyz',
-        'encryption_provider_config': None,
-        'etcd_servers': ['https://127.0.0.1:2379'],
-        'etcd_cafile': '/etc/kubernetes/pki/etcd/ca.crt',
-        'etcd_certfile': '/etc/kubernetes/pki/apiserver-etcd-client.crt',
-        'etcd_keyfile': '/etc/kubernetes/pki/apiserver-etcd-client.key',
-    }
+    assert result['apiserver'] == kubeadm_apiserver_facts(str(node['tmp'] / 'kube-apiserver.yaml'))
 
 
 def test_apiserver_manifest_path_option_ipv6_and_encryption_config(node, monkeypatch):
