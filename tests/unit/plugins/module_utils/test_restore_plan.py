@@ -269,6 +269,20 @@ def test_free_space_one_rule_counts_the_restored_dir_and_the_staged_copy_on_the_
     assert plan_for(hosts, nodes, disk_margin_bytes=0)['refusals'] == []
 
 
+def test_without_filesystem_facts_the_staged_copy_is_counted_on_the_data_dirs_filesystem():
+    # Facts of an older etcd_member_info: only free_bytes beside the data dir; the cautious reading is one filesystem.
+    needed_dir = int(SIZE * 1.1) + 64 * 2 ** 20
+    hosts, nodes = cluster(1, free=needed_dir + SIZE // 2)
+    del nodes['cp1']['info']['free_space']
+    del nodes['cp1']['info']['data_dir_free_space']
+    decided = plan_for(hosts, nodes, disk_margin_bytes=0)
+    assert 'and the staged copy of the snapshot' in causes(decided)
+    hosts, nodes = cluster(1, free=needed_dir + SIZE)
+    del nodes['cp1']['info']['free_space']
+    del nodes['cp1']['info']['data_dir_free_space']
+    assert plan_for(hosts, nodes, disk_margin_bytes=0)['refusals'] == []
+
+
 def test_the_disk_margin_is_part_of_the_rule_and_named_in_the_refusal():
     hosts, nodes = cluster(3, free=GiB)
     decided = plan_for(hosts, nodes, disk_margin_bytes=2 * GiB)
