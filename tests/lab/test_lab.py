@@ -329,26 +329,31 @@ def test_duplicate_manifest_is_ignored_and_takes_over(lab):
 def test_dotfiles_ignored_extra_files_become_pods_and_changes_recreate(lab):
     mdir = lab.node_path("cp2", "/etc/kubernetes/manifests")
     hidden = os.path.join(mdir, ".sleeper.yaml")
-    with open(hidden, "w") as f:
-        f.write(SLEEPER % {"tag": "hidden", "path": "/var/lib/sleeper-a"})
-    time.sleep(1.5)
-    assert not running_ids(lab, "cp2", "^sleeper$")
     extra = os.path.join(mdir, "sleeper.yaml.bak")   # not a dot file: the kubelet runs it
-    os.rename(hidden, extra)
-    first = wait_for(lambda: running_ids(lab, "cp2", "^sleeper$"), 10, what="sleeper pod")
-    c = container(lab, "cp2", first[0])
-    assert c["pod_name"] == "sleeper-cp2"
-    assert os.path.isdir(lab.node_path("cp2", "/var/lib/sleeper-a"))   # DirectoryOrCreate
-    assert os.stat(lab.node_path("cp2", "/var/lib/sleeper-a")).st_mode & 0o777 == 0o755
-    # content change => pod recreated, new container
-    with open(extra + ".tmp", "w") as f:
-        f.write(SLEEPER % {"tag": "second", "path": "/var/lib/sleeper-a"})
-    os.rename(extra + ".tmp", extra)
-    second = wait_for(lambda: [i for i in running_ids(lab, "cp2", "^sleeper$") if i != first[0]], 15,
-                      what="recreated sleeper")
-    assert container(lab, "cp2", second[0])["pod_id"] != c["pod_id"]
-    wait_for(lambda: "started second" in crictl(lab, "cp2", "logs", second[0]), 15, what="log line")
-    os.unlink(extra)
+    try:
+        with open(hidden, "w") as f:
+            f.write(SLEEPER % {"tag": "hidden", "path": "/var/lib/sleeper-a"})
+        time.sleep(1.5)
+        assert not running_ids(lab, "cp2", "^sleeper$")
+        os.rename(hidden, extra)
+        first = wait_for(lambda: running_ids(lab, "cp2", "^sleeper$"), 10, what="sleeper pod")
+        c = container(lab, "cp2", first[0])
+        assert c["pod_name"] == "sleeper-cp2"
+        # DirectoryOrCreate: made before the container is listed as running, as by the kubelet
+        assert os.path.isdir(lab.node_path("cp2", "/var/lib/sleeper-a"))
+        assert os.stat(lab.node_path("cp2", "/var/lib/sleeper-a")).st_mode & 0o777 == 0o755
+        # content change => pod recreated, new container
+        with open(extra + ".tmp", "w") as f:
+            f.write(SLEEPER % {"tag": "second", "path": "/var/lib/sleeper-a"})
+        os.rename(extra + ".tmp", extra)
+        second = wait_for(lambda: [i for i in running_ids(lab, "cp2", "^sleeper$") if i != first[0]], 15,
+                          what="recreated sleeper")
+        assert container(lab, "cp2", second[0])["pod_id"] != c["pod_id"]
+        wait_for(lambda: "started second" in crictl(lab, "cp2", "logs", second[0]), 15, what="log line")
+    finally:
+        for p in (hidden, extra, extra + ".tmp"):
+            if os.path.exists(p):
+                os.unlink(p)
     wait_for(lambda: not running_ids(lab, "cp2", "^sleeper$"), 15, what="sleeper stop")
 
 

@@ -45,6 +45,7 @@ import time
 
 import yaml
 
+from podrun import prepare_host_path
 from standinlib import proc_start, remove_created_mount_points
 
 CONFIG = "/var/lib/kubelet-standin/node.json"
@@ -291,6 +292,16 @@ class Kubelet:
         if fault is not None:
             self.fail_start(pod, ct, c, 1, "lab fault: " + fault)
             return
+        # volumes are set up before the container is created (the kubelet's volume manager), so a
+        # container listed as running already has its DirectoryOrCreate dirs
+        for m in ct["mounts"]:
+            try:
+                err = prepare_host_path(m)
+            except OSError as e:
+                err = "hostPath %s: %s" % (m["host_path"], e)
+            if err:
+                self.fail_start(pod, ct, c, 128, "Error: failed to create containerd task: " + err)
+                return
         env = {"PATH": ((img_dir + ":") if img_dir else "") + "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                "HOME": "/root", "HOSTNAME": os.uname().nodename, "KUBEOPS_LAB": self.cfg["lab_dir"],
                "KUBEOPS_LAB_NODE": self.node, "KUBEOPS_LAB_POD": pod["name"],

@@ -38,6 +38,7 @@ def fail(msg):
 
 
 def prepare_host_path(m):
+    """The kubelet's hostPath type check (and creation for *OrCreate). Returns an error text or None."""
     p, t = m["host_path"], m.get("type") or ""
     if t == "DirectoryOrCreate":
         if not os.path.exists(p):
@@ -50,12 +51,13 @@ def prepare_host_path(m):
             os.close(fd)
     elif t == "Directory":
         if not os.path.isdir(p):
-            fail("hostPath type check failed: %s is not a directory" % p)
+            return "hostPath type check failed: %s is not a directory" % p
     elif t == "File":
         if not os.path.isfile(p):
-            fail("hostPath type check failed: %s is not a file" % p)
+            return "hostPath type check failed: %s is not a file" % p
     elif not os.path.exists(p):
-        fail("error mounting %s: no such file or directory" % p)
+        return "error mounting %s: no such file or directory" % p
+    return None
 
 
 def submounts(path):
@@ -78,7 +80,9 @@ def nearest_existing(p):
 def main():
     spec = json.loads(sys.argv[1])
     for m in spec["mounts"]:
-        prepare_host_path(m)
+        err = prepare_host_path(m)
+        if err:
+            fail(err)
     if libc.unshare(CLONE_NEWNS) != 0:
         fail("unshare(CLONE_NEWNS): %s" % os.strerror(ctypes.get_errno()))
     _mount(None, "/", MS_REC | MS_PRIVATE)
