@@ -63,7 +63,7 @@ lab-test: install
 	$(PY) -m pytest -q tests/lab
 
 integration: install
-	$(PY) -m pytest -q tests/integration
+	$(PY) -m pytest -q -n 2 --dist loadfile tests/integration
 
 molecule: install
 	cd $(REPO) && $(BIN)/molecule test

@@ -42,7 +42,7 @@ def backups(lab):
     return sorted(os.listdir(path)) if os.path.isdir(path) else []
 
 
-@pytest.mark.parametrize("lab", labs(200), indirect=True)
+@pytest.mark.parametrize("lab", labs(206), indirect=True)
 def test_repoint_data_dir_and_back(lab, run_playbook):
     lab.etcdctl("put", KEY, "in the old data dir")
     manifest_path = lab.node_path("cp1", MANIFEST)
@@ -102,7 +102,7 @@ def test_repoint_data_dir_and_back(lab, run_playbook):
     assert lab.etcdctl("get", KEY, "--print-value-only").stdout.strip() == "in the old data dir"
 
 
-@pytest.mark.parametrize("lab", labs(200), indirect=True)
+@pytest.mark.parametrize("lab", labs(206), indirect=True)
 def test_refusals_name_the_problem_and_change_nothing(lab, run_playbook):
     manifest_path = lab.node_path("cp1", MANIFEST)
     original = read(manifest_path)
@@ -149,7 +149,7 @@ def test_refusals_name_the_problem_and_change_nothing(lab, run_playbook):
         "etcd.yaml", "kube-apiserver.yaml", "kube-controller-manager.yaml", "kube-scheduler.yaml"]
 
 
-@pytest.mark.parametrize("lab", labs(200), indirect=True)
+@pytest.mark.parametrize("lab", labs(206), indirect=True)
 def test_dest_prepares_the_new_manifest_while_etcd_keeps_running(lab, run_playbook):
     manifest_path = lab.node_path("cp1", MANIFEST)
     original = read(manifest_path)
