@@ -23,9 +23,14 @@ from ansible_collections.kubeops.etcd.plugins.module_utils.files import (
     TRAILING_HASH_SIZE, inspect_bolt_file, snapshot_digests)
 
 ARGUMENT_SPEC = dict(
-    phase=dict(type='str', required=True, choices=['snapshot', 'plan', 'prepared', 'report', 'rollback']),
+    phase=dict(type='str', required=True, choices=['source', 'snapshot', 'plan', 'prepared', 'report', 'rollback']),
     snapshot=dict(type='raw'),
     backup_dir=dict(type='path'),
+    objects=dict(type='list', elements='dict'),
+    bucket=dict(type='str'),
+    prefix=dict(type='str', default=''),
+    download_dir=dict(type='path'),
+    identity_given=dict(type='bool', default=True),
     hosts=dict(type='list', elements='str'),
     host_vars=dict(type='dict', default={}),
     old_cluster=dict(type='raw'),
@@ -123,6 +128,58 @@ class ActionModule(ActionBase):
             raise AnsibleActionFail('etcd_restore_plan: %s' % exc)
         result.setdefault('changed', False)
         return result
+
+    def _phase_source(self, args, task_vars):
+        """Where -e snapshot=... comes from (ops box, node, object store; plain or encrypted) and, for what must
+        be downloaded or decrypted first, the files on the ops box that will hold it."""
+        try:
+            source = planner.resolve_source(
+                args['snapshot'], args['hosts'] or [], backup_dir_files=list_backups(args['backup_dir'] or ''),
+                objects=args['objects'], bucket=args['bucket'], prefix=args['prefix'],
+                identity_given=args['identity_given'])
+        except ValueError as exc:
+            return {'failed': True, 'msg': to_native(exc)}
+        if source['kind'] == 'latest':
+            return {'failed': True,
+                    'msg': 'snapshot=latest, but %s holds no *.db (or .db.age) file with its .meta.json on the ops '
+                           'box. Take a backup first (playbooks/backup.yml), set etcd_restore_backup_dir to where '
+                           'the backups are, set etcd_restore_s3_bucket to restore from object storage, or pass '
+                           '-e snapshot=<path>. Nothing was changed.' % args['backup_dir']}
+        download_dir = args['download_dir'] or ''
+        if source['kind'] == 's3':
+            source['download_path'] = os.path.join(download_dir, os.path.basename(source['key']))
+            source['metadata_path'] = os.path.join(download_dir, os.path.basename(source['metadata_key']))
+        elif source['kind'] == 'local':
+            source['path'] = os.path.realpath(os.path.expanduser(source['path']))
+            source['metadata_path'] = os.path.join(os.path.dirname(source['path']), source['plain'] + '.meta.json')
+        if source['encrypted']:
+            source['plain_path'] = os.path.join(download_dir, source['plain'])
+            source['plain_metadata_path'] = source['plain_path'] + '.meta.json'
+            source['metadata'] = self._read_metadata(source['metadata_path']) if source['kind'] == 'local' else None
+        # Plaintext files this run writes on the ops box: removed when the run ends (they hold every Secret).
+        source['plaintext_copies'] = ([source['plain_path'], source['plain_metadata_path']] if source['encrypted']
+                                      else [source['download_path']] if source['kind'] == 's3' else [])
+        # What phase `snapshot` reads once the file is on the ops box in plain form.
+        if source['kind'] == 'node':
+            source['snapshot'] = '%s:%s' % (source['host'], source['path'])
+        elif source['encrypted']:
+            source['snapshot'] = source['plain_path']
+        elif source['kind'] == 's3':
+            source['snapshot'] = source['download_path']
+        else:
+            source['snapshot'] = source['path']
+        return {'source': source}
+
+    @staticmethod
+    def _read_metadata(path):
+        try:
+            with open(path, 'rb') as handle:
+                meta = json.loads(handle.read().decode('utf-8'))
+        except (IOError, OSError, ValueError) as exc:
+            raise AnsibleActionFail('The metadata %s of the encrypted snapshot cannot be read on the ops box (%s): it '
+                                    'records the SHA-256 the decrypted snapshot must have. Put it beside the '
+                                    'snapshot. Nothing was changed.' % (path, to_native(exc)))
+        return meta if isinstance(meta, dict) else {}
 
     def _phase_snapshot(self, args, task_vars):
         """Resolve -e snapshot=... and read it when it lies on the ops box."""

@@ -62,35 +62,115 @@ def refusal_text(refusals, intro='The restore was refused before anything was ch
 # --- the snapshot -----------------------------------------------------------------------------
 
 def parse_snapshot_spec(spec, play_hosts):
-    """'latest' | '<inventory host>:<path>' | '<path on the ops box>' -> (kind, host, path).
+    """'latest' | 's3://<bucket>/<key>' | '<inventory host>:<path>' | '<path on the ops box>' -> (kind, host, path).
 
-    kind is 'latest', 'node' or 'local'. A colon only makes a node path when what precedes it
-    is a host of the play and what follows is absolute, so ops-box paths with colons still work.
+    kind is 'latest', 's3' (host is then the bucket, path the key), 'node' or 'local'. A colon only
+    makes a node path when what precedes it is a host of the play and what follows is absolute, so
+    ops-box paths with colons still work.
     """
     spec = (spec or '').strip()
     if not spec:
         raise ValueError('No snapshot given. Run with -e snapshot=<path of a .db file on the ops box>, '
-                         '-e snapshot=<control plane>:<path on that node>, or -e snapshot=latest.')
+                         '-e snapshot=<control plane>:<path on that node>, -e snapshot=s3://<bucket>/<key> '
+                         'or -e snapshot=latest.')
     if spec == 'latest':
         return 'latest', None, None
+    if spec.startswith('s3://'):
+        bucket, _sep, key = spec[len('s3://'):].partition('/')
+        if not bucket or not key or key.endswith('/'):
+            raise ValueError('snapshot=%s is not an object: give s3://<bucket>/<key of the .db, .db.age or '
+                             '.db.zst.age object>, or snapshot=latest with etcd_restore_s3_bucket set.' % spec)
+        return 's3', bucket, key
     host, sep, path = spec.partition(':')
     if sep and host in play_hosts and path.startswith('/'):
         return 'node', host, posixpath.normpath(path)
     return 'local', None, spec
 
 
+def stored_name(name):
+    """How a backup file is stored, from its name: 'x.db.zst.age' -> plain 'x.db', compressed, encrypted.
+
+    The metadata of every form is '<plain>.meta.json' (etcd_backup writes it unencrypted)."""
+    base = posixpath.basename(name)
+    encrypted = base.endswith('.age')
+    plain = base[:-len('.age')] if encrypted else base
+    compressed = encrypted and plain.endswith('.zst')
+    if compressed:
+        plain = plain[:-len('.zst')]
+    return {'name': base, 'plain': plain, 'encrypted': encrypted, 'compressed': compressed,
+            'metadata': plain + '.meta.json'}
+
+
+def _newest_complete(candidates, key, stamp):
+    """The newest snapshot (plain or encrypted .db) whose metadata lies beside it; ties: name."""
+    names = set(c[key] for c in candidates)
+    complete = []
+    for c in candidates:
+        form = stored_name(c[key])
+        if form['plain'].endswith('.db') and posixpath.join(posixpath.dirname(c[key]), form['metadata']) in names:
+            complete.append(c)
+    if not complete:
+        return None
+    return sorted(complete, key=lambda c: (c[stamp], c[key]))[-1][key]
+
+
 def choose_latest(candidates):
-    """The newest backup written by etcd_backup: a .db whose .meta.json sits beside it.
+    """The newest backup written by etcd_backup: a .db (or .db.age, .db.zst.age) whose .meta.json sits beside it.
 
     candidates: [{path, mtime}] of every file found; newest by metadata 'created' order is not
     available without reading them, so the file's modification time decides (ties: name).
     """
-    paths = set(c['path'] for c in candidates)
-    with_meta = [c for c in candidates
-                 if c['path'].endswith('.db') and c['path'] + '.meta.json' in paths]
-    if not with_meta:
-        return None
-    return sorted(with_meta, key=lambda c: (c['mtime'], c['path']))[-1]['path']
+    return _newest_complete(candidates, 'path', 'mtime')
+
+
+def choose_latest_object(objects):
+    """The newest complete backup in an object listing [{key, last_modified (sortable), ...}]:
+    its snapshot object and its .meta.json object (uploaded last by etcd_backup) both exist."""
+    return _newest_complete(objects, 'key', 'last_modified')
+
+
+def resolve_source(spec, play_hosts, backup_dir_files=None, objects=None, bucket=None, prefix='', identity_given=True):
+    """Where the snapshot comes from and what must happen to it before the restore reads it.
+
+    Returns {kind: local|node|s3, host, path (local or node), bucket, key, metadata_key, encrypted,
+    compressed, plain (the plaintext file name)}; raises ValueError with the operator's fix.
+    backup_dir_files: [{path, mtime}] for 'latest' on the ops box; objects: the listing of
+    `bucket`/`prefix` for 'latest' from object storage (bucket set means object storage is configured).
+    """
+    kind, host, path = parse_snapshot_spec(spec, play_hosts)
+    source = {'kind': kind, 'host': None, 'path': None, 'bucket': None, 'key': None, 'metadata_key': None}
+    if kind == 'latest' and bucket:
+        key = choose_latest_object(objects or [])
+        if key is None:
+            raise ValueError('snapshot=latest, but s3://%s/%s holds no complete backup (a .db, .db.age or '
+                             '.db.zst.age object with its .meta.json). Check etcd_restore_s3_bucket and '
+                             'etcd_restore_s3_prefix, or pass -e snapshot=s3://<bucket>/<key>. Nothing was '
+                             'changed.' % (bucket, prefix or ''))
+        kind, host, path = 's3', bucket, key
+    elif kind == 'latest':
+        path = choose_latest(backup_dir_files or [])
+        if path is None:
+            return dict(source, kind='latest')
+        kind = 'local'
+    form = stored_name(path)
+    if kind == 's3':
+        source.update(kind='s3', bucket=host, key=path,
+                      metadata_key=posixpath.join(posixpath.dirname(path), form['metadata']))
+    elif kind == 'node':
+        if form['encrypted']:
+            raise ValueError('%s on %s is encrypted: its identity lives where the restore runs, not on the '
+                             'nodes. Copy it to the ops box (with its .meta.json) and pass -e snapshot=<path '
+                             'there>, or restore it from object storage. Nothing was changed.' % (path, host))
+        source.update(kind='node', host=host, path=path)
+    else:
+        source.update(kind='local', path=path)
+    if form['encrypted'] and not identity_given:
+        raise ValueError('%s is encrypted with age and no identity was given: set etcd_restore_age_identity_file to '
+                         'the identity file on the ops box, or etcd_restore_age_identity (e.g. from an AWX '
+                         'credential), with the key whose public key was in etcd_backup_age_recipients. Nothing was '
+                         'changed.' % ('s3://%s/%s' % (host, path) if kind == 's3' else path))
+    source.update(encrypted=form['encrypted'], compressed=form['compressed'], plain=form['plain'])
+    return source
 
 
 def check_snapshot(facts):

@@ -15,6 +15,10 @@ version_added: 0.2.0
 description:
   - The decisions of the M(kubeops.etcd.etcd_restore) role, in one place. It runs on the controller as an action
     plugin and calls the collection's pure planning functions; it changes nothing anywhere.
+  - O(phase=source) resolves where C(-e snapshot=...) comes from before anything is read - a path on the ops box, a
+    node, C(s3://<bucket>/<key>), or V(latest) (the newest complete backup in O(backup_dir), or in O(objects) when
+    O(bucket) is set) - and whether it is encrypted (C(.age)) or compressed (C(.zst.age)); it returns the paths on
+    the ops box that will hold the downloaded and decrypted files (in O(download_dir)).
   - O(phase=snapshot) resolves C(-e snapshot=...) (V(latest), a path on the ops box, or C(<inventory host>:<path>)) and,
     for a file on the ops box, reads it once (SHA-256, the trailing hash that C(etcdctl snapshot save) appends, the bbolt
     header, the metadata file beside it) and refuses a missing, C(.part), truncated, corrupt or non-etcd file.
@@ -33,7 +37,7 @@ options:
     description: What to compute.
     type: str
     required: true
-    choices: [snapshot, plan, prepared, report, rollback]
+    choices: [source, snapshot, plan, prepared, report, rollback]
   snapshot:
     description:
       - With O(phase=snapshot), the C(snapshot) extra var as given. With O(phase=plan), the facts returned by the
@@ -42,6 +46,26 @@ options:
     type: raw
   backup_dir:
     description: Where V(latest) looks for backups on the ops box.
+    type: path
+  objects:
+    description: With O(phase=source) and O(bucket), the C(objects) listing of M(kubeops.etcd.etcd_object_store) under
+      O(prefix), for V(latest).
+    type: list
+    elements: dict
+  bucket:
+    description: With O(phase=source), the bucket of the object store; set means V(latest) looks there.
+    type: str
+  prefix:
+    description: With O(phase=source), the key prefix that O(objects) lists (for messages).
+    type: str
+    default: ''
+  identity_given:
+    description: With O(phase=source), whether an age identity was given; an encrypted snapshot without one is refused.
+    type: bool
+    default: true
+  download_dir:
+    description: With O(phase=source), the private directory on the ops box that receives downloaded and decrypted
+      snapshots.
     type: path
   hosts:
     description: The inventory hosts of the play, in order.
@@ -127,6 +151,14 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+source:
+  description:
+    - Phase source, where the snapshot comes from - C(kind) (local, node, s3), C(host), C(path), C(bucket), C(key),
+      C(metadata_key), C(encrypted), C(compressed), C(plain) (the plaintext file name) - and the ops-box paths
+      C(download_path), C(metadata_path), C(plain_path), C(plain_metadata_path) where they apply; C(snapshot) is what
+      O(phase=snapshot) then reads; C(plaintext_copies), the plaintext files the run writes on the ops box (removed at its end).
+  returned: phase is source
+  type: dict
 snapshot:
   description: Phase snapshot, the snapshot's facts (kind, host, path, size, sha256, has_trailing_hash, metadata).
   returned: phase is snapshot

@@ -334,6 +334,7 @@ def test_every_refusal_is_reported_at_once_with_host_cause_and_fix():
     ('/srv/a:b.db', ('local', None, '/srv/a:b.db')),
     ('cp9:/x.db', ('local', None, 'cp9:/x.db')),
     ('cp2:relative.db', ('local', None, 'cp2:relative.db')),
+    ('s3://bkt/k8s/prod-20261203T010000Z-rev9.db.zst.age', ('s3', 'bkt', 'k8s/prod-20261203T010000Z-rev9.db.zst.age')),
 ])
 def test_snapshot_spec_forms(spec, expected):
     assert planner.parse_snapshot_spec(spec, ['cp1', 'cp2']) == expected
@@ -350,6 +351,67 @@ def test_latest_is_the_newest_db_with_metadata():
              {'path': '/b/plain-3.db', 'mtime': 30}]
     assert planner.choose_latest(found) == '/b/k-2.db'
     assert planner.choose_latest([{'path': '/b/plain.db', 'mtime': 1}]) is None
+
+
+@pytest.mark.parametrize('spec', ['s3://', 's3://bkt', 's3://bkt/', 's3://bkt/dir/'])
+def test_an_s3_url_must_name_an_object(spec):
+    with pytest.raises(ValueError, match='is not an object'):
+        planner.parse_snapshot_spec(spec, ['cp1'])
+
+
+@pytest.mark.parametrize('name,plain,encrypted,compressed', [
+    ('k-1.db', 'k-1.db', False, False),
+    ('k-1.db.age', 'k-1.db', True, False),
+    ('k-1.db.zst.age', 'k-1.db', True, True),
+    ('/x/k-1-pki.tar.gz.age', 'k-1-pki.tar.gz', True, False),
+])
+def test_stored_name_tells_the_plain_name_and_the_metadata(name, plain, encrypted, compressed):
+    form = planner.stored_name(name)
+    assert (form['plain'], form['encrypted'], form['compressed']) == (plain, encrypted, compressed)
+    assert form['metadata'] == plain + '.meta.json'
+
+
+def test_latest_counts_encrypted_backups_with_their_metadata():
+    found = [{'path': '/b/k-1.db', 'mtime': 10}, {'path': '/b/k-1.db.meta.json', 'mtime': 10},
+             {'path': '/b/k-2.db.zst.age', 'mtime': 20}, {'path': '/b/k-2.db.meta.json', 'mtime': 20},
+             {'path': '/b/k-3.db.age', 'mtime': 30}]
+    assert planner.choose_latest(found) == '/b/k-2.db.zst.age'
+
+
+def test_latest_object_is_the_newest_complete_set():
+    objects = [{'key': 'p/k-1.db.age', 'last_modified': '2026-12-01T00:00:00Z'},
+               {'key': 'p/k-1.db.meta.json', 'last_modified': '2026-12-01T00:00:01Z'},
+               {'key': 'p/k-2.db.age', 'last_modified': '2026-12-02T00:00:00Z'},
+               {'key': 'p/k-2.db.meta.json', 'last_modified': '2026-12-02T00:00:01Z'},
+               # uploaded, but its metadata (uploaded last) never arrived: incomplete
+               {'key': 'p/k-3.db.age', 'last_modified': '2026-12-03T00:00:00Z'},
+               {'key': 'p/other.txt', 'last_modified': '2026-12-04T00:00:00Z'}]
+    assert planner.choose_latest_object(objects) == 'p/k-2.db.age'
+    assert planner.choose_latest_object(objects[4:]) is None
+
+
+def test_source_of_latest_in_object_storage():
+    objects = [{'key': 'p/k-2.db.zst.age', 'last_modified': 2}, {'key': 'p/k-2.db.meta.json', 'last_modified': 3}]
+    source = planner.resolve_source('latest', ['cp1'], objects=objects, bucket='bkt', prefix='p/')
+    assert source == {'kind': 's3', 'host': None, 'path': None, 'bucket': 'bkt', 'key': 'p/k-2.db.zst.age',
+                      'metadata_key': 'p/k-2.db.meta.json', 'encrypted': True, 'compressed': True, 'plain': 'k-2.db'}
+    with pytest.raises(ValueError, match=r'^snapshot=latest, but s3://bkt/p/ holds no complete backup'):
+        planner.resolve_source('latest', ['cp1'], objects=objects[:1], bucket='bkt', prefix='p/')
+
+
+def test_source_of_latest_on_the_ops_box_and_of_paths():
+    files = [{'path': '/b/k-1.db.age', 'mtime': 1}, {'path': '/b/k-1.db.meta.json', 'mtime': 1}]
+    assert planner.resolve_source('latest', ['cp1'], backup_dir_files=files)['path'] == '/b/k-1.db.age'
+    assert planner.resolve_source('latest', ['cp1'], backup_dir_files=[])['kind'] == 'latest'
+    node = planner.resolve_source('cp1:/x/k.db', ['cp1'])
+    assert (node['kind'], node['host'], node['path'], node['encrypted']) == ('node', 'cp1', '/x/k.db', False)
+
+
+def test_an_encrypted_snapshot_needs_an_identity_and_never_lies_on_a_node():
+    with pytest.raises(ValueError, match=r'^/b/k\.db\.age is encrypted with age and no identity was given'):
+        planner.resolve_source('/b/k.db.age', ['cp1'], identity_given=False)
+    with pytest.raises(ValueError, match=r'^/x/k\.db\.age on cp1 is encrypted'):
+        planner.resolve_source('cp1:/x/k.db.age', ['cp1'])
 
 
 @pytest.mark.parametrize('overrides,expected', [
