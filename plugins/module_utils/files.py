@@ -12,11 +12,16 @@ import datetime
 import errno
 import hashlib
 import os
-import struct
 import tempfile
 
 from ansible.module_utils.common.text.converters import to_bytes
 
+from ansible_collections.kubeops.etcd.plugins.module_utils.bbolt import (
+    META_SIZE as BOLT_META_SIZE,
+    PAGE_HEADER_SIZE as BOLT_PAGE_HEADER_SIZE,
+    parse_meta as parse_bolt_meta,
+    plausible_page_size,
+)
 from ansible_collections.kubeops.etcd.plugins.module_utils.errors import EtcdModuleError, node_name
 
 CHUNK_SIZE = 1024 * 1024
@@ -188,34 +193,12 @@ def atomic_write(module, path, data, mode, owner=None):
             remove_if_exists(tmp_path)
 
 
-# bbolt (etcd's database) starts with two meta pages; each holds this header
-# after the 16-byte page header. See go.etcd.io/bbolt's meta struct.
-BOLT_MAGIC = 0xED0CDAED
-BOLT_VERSION = 2
-_PAGE_HEADER_SIZE = 16
-_META_SIZE = 64
-_FNV64_OFFSET = 0xcbf29ce484222325
-_FNV64_PRIME = 0x100000001b3
-
-
-def _fnv64a(data):
-    value = _FNV64_OFFSET
-    for byte in bytearray(data):
-        value ^= byte
-        value = (value * _FNV64_PRIME) & 0xFFFFFFFFFFFFFFFF
-    return value
-
-
 def _parse_bolt_meta(raw):
     """One meta page's header, or None when it is not a valid bbolt meta."""
-    if len(raw) < _PAGE_HEADER_SIZE + _META_SIZE:
+    meta = parse_bolt_meta(raw)
+    if meta is None:
         return None
-    meta = raw[_PAGE_HEADER_SIZE:_PAGE_HEADER_SIZE + _META_SIZE]
-    magic, version, page_size, _flags, _root, _sequence, _freelist, pgid, txid, checksum = struct.unpack(
-        '<IIIIQQQQQQ', meta)
-    if magic != BOLT_MAGIC or version != BOLT_VERSION or _fnv64a(meta[:56]) != checksum:
-        return None
-    return {'page_size': page_size, 'pages': pgid, 'txid': txid}
+    return {'page_size': meta['page_size'], 'pages': meta['pages'], 'txid': meta['txid']}
 
 
 def inspect_bolt_file(path, data_size):
@@ -228,16 +211,13 @@ def inspect_bolt_file(path, data_size):
     crash with SIGBUS on a truncated file.
     """
     with _open_for_reading(path) as handle:
-        first = handle.read(_PAGE_HEADER_SIZE + _META_SIZE)
+        first = handle.read(BOLT_PAGE_HEADER_SIZE + BOLT_META_SIZE)
         candidates = []
         meta0 = _parse_bolt_meta(first)
         if meta0:
             candidates.append(meta0)
-        page_size = meta0['page_size'] if meta0 else 4096
-        if page_size < 512 or page_size > 1 << 20:
-            page_size = 4096
-        handle.seek(page_size)
-        meta1 = _parse_bolt_meta(handle.read(_PAGE_HEADER_SIZE + _META_SIZE))
+        handle.seek(plausible_page_size(meta0['page_size'] if meta0 else None))
+        meta1 = _parse_bolt_meta(handle.read(BOLT_PAGE_HEADER_SIZE + BOLT_META_SIZE))
         if meta1:
             candidates.append(meta1)
     if not candidates:

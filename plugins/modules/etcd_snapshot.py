@@ -27,6 +27,9 @@ description:
     fit the file size, and C(snapshot status) (C(etcdutl), else C(etcdctl) before 3.6) must read it.
   - The snapshot file and the metadata file get mode C(0600); a missing parent directory is created with mode C(0700).
     A snapshot holds every Secret of the cluster, in clear text unless the API server encrypts Secrets at rest.
+  - Once verified, the snapshot is read once more to count the Secrets it holds in clear text (values under
+    C(/registry/secrets/) that do not start with C(k8s:enc:)); RV(secrets) and the metadata record the counts.
+    A file that cannot be scanned is still a good snapshot; RV(secrets.error) says why, with a warning.
   - The metadata file C(<dest>.meta.json) records the file's SHA-256, size, revision, the cluster ID and members,
     the etcd version and where and when the snapshot was taken. M(kubeops.etcd.etcd_snapshot_info) checks a file
     against it.
@@ -231,6 +234,37 @@ cluster_healthy:
   returned: success
   type: bool
   sample: true
+secrets:
+  description:
+    - The Kubernetes Secrets in the snapshot (current revision of each key under C(/registry/secrets/)), as recorded
+      in the metadata. Only RV(secrets.error) when the file could not be scanned.
+    - Not returned for a snapshot whose metadata was written before this count existed.
+    - Encryption at rest (the API server's C(--encryption-provider-config)) turns plaintext Secrets into encrypted ones
+      once they are rewritten.
+  returned: success and not check mode
+  type: dict
+  contains:
+    secrets_total:
+      description: Number of Secrets.
+      type: int
+      sample: 42
+    secrets_plaintext:
+      description: Secrets stored in clear text (their value does not start with C(k8s:enc:)).
+      type: int
+      sample: 40
+    secrets_encrypted:
+      description: Secrets encrypted at rest by the API server.
+      type: int
+      sample: 2
+    encryption_providers:
+      description: Providers of the encrypted Secrets (C(k8s:enc:aescbc:v1:key1:...) is V(aescbc)), sorted.
+      type: list
+      elements: str
+      sample: [aescbc]
+    error:
+      description: Why the Secrets could not be counted (then no count is returned).
+      type: str
+      sample: "/var/backups/etcd/etcd.db is damaged: page 7 is marked as page 0"
 has_trailing_hash:
   description: Whether the file ends with the SHA-256 etcdctl appends (always V(true) for a verified new snapshot).
   returned: success and not check mode
@@ -313,6 +347,7 @@ from ansible_collections.kubeops.etcd.plugins.module_utils.connection import (
 )
 from ansible_collections.kubeops.etcd.plugins.module_utils.errors import EtcdModuleError, node_name
 from ansible_collections.kubeops.etcd.plugins.module_utils.files import (
+    TRAILING_HASH_SIZE,
     atomic_write,
     iso_utc,
     make_private_dir,
@@ -328,6 +363,7 @@ from ansible_collections.kubeops.etcd.plugins.module_utils.parsers import (
     version_warnings,
 )
 from ansible_collections.kubeops.etcd.plugins.module_utils.runner import EtcdTools, Runner, command_error
+from ansible_collections.kubeops.etcd.plugins.module_utils.secrets_scan import secrets_summary
 
 METADATA_FORMAT = 1
 
@@ -507,6 +543,12 @@ def run_module(module, result):
             raise EtcdModuleError(
                 'The snapshot streamed from %s into %s on %s has no valid trailing SHA-256: the stream was incomplete. '
                 'Retry; if it persists, check the etcd member.' % (endpoint, part, node_name()))
+        secrets = secrets_summary(part, facts['size'] - TRAILING_HASH_SIZE)
+        if 'error' in secrets:
+            # The reason outlives the .part name: say it of dest, where the file will be.
+            secrets['error'] = secrets['error'].replace(part, dest)
+            module.warn('Could not count the Secrets in the snapshot %s on %s: %s. The snapshot itself is verified '
+                        'and kept.' % (dest, node_name(), secrets['error']))
         metadata = {
             'format': METADATA_FORMAT,
             'file': os.path.basename(dest),
@@ -525,6 +567,7 @@ def run_module(module, result):
             'node': node_name(),
             'created': iso_utc(),
             'cluster_healthy': cluster['healthy'],
+            'secrets': secrets,
         }
         # The old files move only now that the new snapshot is known to be good.
         result['moved_aside'] = [move_aside(path, suffix) for path in to_move_aside]

@@ -23,6 +23,8 @@ description:
   - Runs C(snapshot status) (C(etcdutl), or C(etcdctl) before 3.6 when C(etcdutl) is missing) for the revision,
     key count and etcd's own hash of the contents.
   - Compares the file with the metadata written by M(kubeops.etcd.etcd_snapshot) when that file exists.
+  - Counts the Kubernetes Secrets the file holds in clear text (RV(snapshot.secrets)); a file that cannot be scanned
+    only gives a warning.
   - Refuses C(.part) files, which C(etcdctl) leaves when a snapshot did not complete.
 author:
   - kubeops.etcd maintainers (@kubeops)
@@ -64,7 +66,8 @@ extends_documentation_fragment:
   - kubeops.etcd.attributes.actiongroup_etcd
 notes:
   - C(snapshot status) reports C(totalKey) differently in etcd 3.5 and 3.6; do not compare it across versions.
-  - The file is read twice (hashing, then C(snapshot status)); for multi-gigabyte snapshots allow for that time.
+  - The file is read three times (hashing, C(snapshot status), counting Secrets); for multi-gigabyte snapshots allow
+    for that time.
 seealso:
   - module: kubeops.etcd.etcd_snapshot
   - module: kubeops.etcd.etcd_restore
@@ -147,6 +150,34 @@ snapshot:
       description: V(true) when the metadata matches the file, V(null) when there is no metadata.
       type: bool
       sample: true
+    secrets:
+      description:
+        - The Kubernetes Secrets in the file (current revision of each key under C(/registry/secrets/)), counted as
+          M(kubeops.etcd.etcd_snapshot) records them in the metadata.
+        - Only C(error) when the file could not be scanned.
+      type: dict
+      contains:
+        secrets_total:
+          description: Number of Secrets.
+          type: int
+          sample: 42
+        secrets_plaintext:
+          description: Secrets stored in clear text (their value does not start with C(k8s:enc:)).
+          type: int
+          sample: 40
+        secrets_encrypted:
+          description: Secrets encrypted at rest by the API server.
+          type: int
+          sample: 2
+        encryption_providers:
+          description: Providers of the encrypted Secrets (C(k8s:enc:aescbc:v1:key1:...) is V(aescbc)), sorted.
+          type: list
+          elements: str
+          sample: [aescbc]
+        error:
+          description: Why the Secrets could not be counted (then no count is returned).
+          type: str
+          sample: "/var/backups/etcd/etcd.db is damaged: page 7 is marked as page 0"
     status_tool:
       description: The tool that read the file and its version.
       type: str
@@ -160,8 +191,9 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.kubeops.etcd.plugins.module_utils.errors import EtcdModuleError, node_name
-from ansible_collections.kubeops.etcd.plugins.module_utils.files import verify_snapshot_file
+from ansible_collections.kubeops.etcd.plugins.module_utils.files import TRAILING_HASH_SIZE, verify_snapshot_file
 from ansible_collections.kubeops.etcd.plugins.module_utils.runner import EtcdTools, Runner
+from ansible_collections.kubeops.etcd.plugins.module_utils.secrets_scan import secrets_summary
 
 
 def read_metadata(path):
@@ -222,7 +254,11 @@ def run_module(module):
                 file=path, snapshot=facts)
         metadata_matches = True
 
+    secrets = secrets_summary(path, facts['size'] - (TRAILING_HASH_SIZE if facts['has_trailing_hash'] else 0))
+    if 'error' in secrets:
+        module.warn('Could not count the Secrets in %s on %s: %s' % (path, node_name(), secrets['error']))
     facts.update({
+        'secrets': secrets,
         'metadata': metadata,
         'metadata_path': metadata_path,
         'metadata_matches': metadata_matches,

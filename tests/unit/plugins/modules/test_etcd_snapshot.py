@@ -15,7 +15,11 @@ import pytest
 
 from ansible_collections.kubeops.etcd.plugins.modules import etcd_snapshot
 
-from unit_helpers import fakes, run_module
+from unit_helpers import FIXTURES, fakes, run_module
+
+# Real snapshots with Secrets, made on the lab by tests/unit/fixtures/make_secret_snapshots.py.
+SECRETS_SNAPSHOT = os.path.join(FIXTURES, 'snapshots', 'secrets-3.5.30.db')
+NO_SECRETS = {'secrets_total': 0, 'secrets_plaintext': 0, 'secrets_encrypted': 0, 'encryption_providers': []}
 
 
 @pytest.fixture
@@ -79,6 +83,7 @@ def test_snapshot_from_leader_is_verified_private_and_described(node, monkeypatc
     assert metadata['created'].endswith('Z') and metadata['node']
     assert metadata['duration_seconds'] >= 0
     assert metadata['cluster_healthy'] is (not version.startswith('3.6'))  # 3.6 shape has a learner
+    assert metadata['secrets'] == NO_SECRETS  # the fake's snapshot holds /registry/test/* keys only
     for key, value in metadata.items():
         assert result[key] == value
     assert result['dest'] == str(dest) and result['metadata_path'] == str(dest) + '.meta.json'
@@ -361,3 +366,46 @@ def test_orphan_metadata_is_moved_aside_not_overwritten(node, monkeypatch):
     assert len(result['moved_aside']) == 1
     assert open(result['moved_aside'][0]).read() == '{"orphan": true}'
     assert json.load(open(str(node['backups'] / 'etcd.db.meta.json')))['sha256'] == result['sha256']
+
+
+def test_secrets_in_the_snapshot_are_counted_into_metadata_and_result(node, monkeypatch, module_exits):
+    fake = fakes.FakeEtcd(node['tmp'], monkeypatch, '3.5.30')
+    monkeypatch.setenv('FAKE_ETCD_SNAPSHOT', SECRETS_SNAPSHOT)
+    ok, result = run(snapshot_args(node, fake))
+    assert ok, result
+    expected = {'secrets_total': 14, 'secrets_plaintext': 7, 'secrets_encrypted': 7,
+                'encryption_providers': ['aescbc', 'secretbox']}
+    metadata = json.load(open(str(node['backups'] / 'etcd.db.meta.json')))
+    assert metadata['secrets'] == expected and result['secrets'] == expected
+    assert module_exits == []
+
+    ok, again = run(snapshot_args(node, fake))
+    assert ok and again['changed'] is False and again['secrets'] == expected
+
+
+def test_a_snapshot_that_cannot_be_scanned_is_kept_with_the_reason(node, monkeypatch, module_exits):
+    # etcd's checks pass (trailer, bbolt header, snapshot status) but one value in the key bucket is not a
+    # KeyValue: the backup succeeds, the metadata says why there is no count, and the module warns.
+    with open(SECRETS_SNAPSHOT, 'rb') as handle:
+        body = handle.read()[:-32]
+    key = b'/registry/configmaps/ns1/cm-0500'
+    at = body.index(b'\x0a' + bytes([len(key)]) + key)
+    body = body[:at] + b'\x0b' + body[at + 1:]
+    damaged = node['tmp'] / 'damaged.db'
+    damaged.write_bytes(body + hashlib.sha256(body).digest())
+    fake = fakes.FakeEtcd(node['tmp'], monkeypatch, '3.5.30')
+    monkeypatch.setenv('FAKE_ETCD_SNAPSHOT', str(damaged))
+
+    ok, result = run(snapshot_args(node, fake))
+    assert ok, result
+    dest = str(node['backups'] / 'etcd.db')
+    assert listing(node['backups']) == ['etcd.db', 'etcd.db.meta.json']
+    assert open(dest, 'rb').read() == damaged.read_bytes()
+    metadata = json.load(open(dest + '.meta.json'))
+    assert list(metadata['secrets']) == ['error'] and metadata['secrets'] == result['secrets']
+    assert metadata['secrets']['error'].startswith(
+        '%s is not an etcd database or is damaged: key bucket entry ' % dest)
+    assert metadata['sha256'] == hashlib.sha256(damaged.read_bytes()).hexdigest()
+    assert len(module_exits) == 1
+    assert module_exits[0].startswith('Could not count the Secrets in the snapshot %s on ' % dest)
+    assert module_exits[0].endswith('unsupported wire type 3. The snapshot itself is verified and kept.')
