@@ -481,6 +481,8 @@ def _secrets_line(secrets):
     of_total = ' of %d' % total if total is not None else ''
     if plaintext is None:
         return 'Secrets: %s in the snapshot' % ('%d' % total if total is not None else 'counted')
+    if plaintext == 0 and total == 0:
+        return 'Secrets: the snapshot holds none'
     if plaintext == 0:
         return 'Secrets: none of%s stored in plain text; the API server encrypts them at rest' % (
             ' the %d' % total if total is not None else ' them')

@@ -255,6 +255,8 @@ def test_the_summary_says_when_every_secret_is_encrypted_at_rest():
     report = build_report({'secrets': {'secrets_total': 5, 'secrets_plaintext': 0}}, cluster='c', outcome='success',
                           now=T0)
     assert summary_lines(report)[-1] == 'Secrets: none of the 5 stored in plain text; the API server encrypts them at rest'
+    report['secrets'] = {'secrets_total': 0, 'secrets_plaintext': 0, 'secrets_encrypted': 0}
+    assert summary_lines(report)[-1] == 'Secrets: the snapshot holds none'
 
 
 # ---- render_metrics ------------------------------------------------------------------------------------
