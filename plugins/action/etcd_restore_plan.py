@@ -17,13 +17,15 @@ from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.text.converters import to_native
 from ansible.plugins.action import ActionBase
 
+from ansible_collections.kubeops.etcd.plugins.module_utils import restore_journal
 from ansible_collections.kubeops.etcd.plugins.module_utils import restore_plan as planner
 from ansible_collections.kubeops.etcd.plugins.module_utils.errors import EtcdModuleError
 from ansible_collections.kubeops.etcd.plugins.module_utils.files import (
     TRAILING_HASH_SIZE, inspect_bolt_file, snapshot_digests)
 
 ARGUMENT_SPEC = dict(
-    phase=dict(type='str', required=True, choices=['source', 'snapshot', 'plan', 'prepared', 'report', 'rollback']),
+    phase=dict(type='str', required=True,
+               choices=['unfinished', 'source', 'snapshot', 'plan', 'prepared', 'report', 'rollback']),
     snapshot=dict(type='raw'),
     backup_dir=dict(type='path'),
     objects=dict(type='list', elements='dict'),
@@ -31,6 +33,8 @@ ARGUMENT_SPEC = dict(
     prefix=dict(type='str', default=''),
     download_dir=dict(type='path'),
     identity_given=dict(type='bool', default=True),
+    resume=dict(type='bool', default=False),
+    rollback=dict(type='bool', default=False),
     hosts=dict(type='list', elements='str'),
     host_vars=dict(type='dict', default={}),
     old_cluster=dict(type='raw'),
@@ -43,7 +47,7 @@ ARGUMENT_SPEC = dict(
 )
 
 # What each phase reads from every host's variables (host_vars maps these keys to variable names).
-HOST_VAR_KEYS = ('node', 'restore_result', 'failure', 'rollback_failure', 'state', 'moved_aside')
+HOST_VAR_KEYS = ('node', 'restore_result', 'failure', 'rollback_failure', 'state', 'moved_aside', 'journal')
 
 
 def collect(task_vars, hosts, name):
@@ -128,6 +132,16 @@ class ActionModule(ActionBase):
             raise AnsibleActionFail('etcd_restore_plan: %s' % exc)
         result.setdefault('changed', False)
         return result
+
+    def _phase_unfinished(self, args, task_vars):
+        """What the journals of an earlier, unfinished run allow: a new run, resume, abort, or a refusal."""
+        hosts = args['hosts'] or []
+        found = collect(task_vars, hosts, args['host_vars'].get('journal'))
+        runs = dict((host, (value or {}).get('runs') or []) for host, value in found.items())
+        decided = restore_journal.decide(runs, hosts, resume=args['resume'], rollback=args['rollback'])
+        if decided['action'] == 'refuse':
+            return {'failed': True, 'msg': decided['msg'], 'unfinished': decided}
+        return {'unfinished': decided}
 
     def _phase_source(self, args, task_vars):
         """Where -e snapshot=... comes from (ops box, node, object store; plain or encrypted) and, for what must

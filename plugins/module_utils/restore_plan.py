@@ -239,7 +239,54 @@ def snapshot_summary(facts):
         'etcd_version': meta.get('etcd_version'),
         'source_cluster_id': meta.get('cluster_id'),
         'source_members': [m.get('name') for m in meta.get('members') or [] if isinstance(m, dict)],
+        'source_peers': dict((m.get('name') or '', sorted(_comparable_peer_url(u) for u in m.get('peer_urls') or []))
+                             for m in meta.get('members') or [] if isinstance(m, dict)),
     }
+
+
+def _comparable_peer_url(url):
+    try:
+        return normalize_peer_url(url)
+    except ValueError:
+        return url
+
+
+def snapshot_origin(snapshot, members, old_cluster_id):
+    """Whether the snapshot comes from this cluster, by its metadata.
+
+    The member names and peer URLs decide, not the cluster ID alone: every restore gives the cluster a new ID,
+    so a backup taken before the last restore carries the previous one. Returns {'verdict': 'same' | 'other' |
+    'unknown', 'text': the plan's sentence}.
+    """
+    peers = snapshot.get('source_peers') or {}
+    if not snapshot.get('has_metadata') or not peers:
+        return {'verdict': 'unknown',
+                'text': 'snapshot has no metadata (a plain etcdctl snapshot save file): its origin cannot be checked '
+                        'against metadata; make sure it is a snapshot of this cluster'}
+    target = dict((m['name'], sorted(_comparable_peer_url(u) for u in m['peer_urls'])) for m in members)
+    if not any(peers.values()):
+        # metadata that records member names only: compare the names
+        target = dict((name, []) for name in target)
+    source_id = snapshot.get('source_cluster_id') or '?'
+    described = ', '.join('%s=%s' % (name, ','.join(urls)) for name, urls in sorted(peers.items()))
+    if peers == target:
+        text = 'snapshot taken %s from this cluster (same members and peer URLs: %s), cluster %s, etcd %s' % (
+            snapshot.get('created') or '?', described, source_id, snapshot.get('etcd_version') or '?')
+        if old_cluster_id and source_id != old_cluster_id:
+            text += '; the running cluster has another ID (%s): it was restored or re-created since' % old_cluster_id
+        return {'verdict': 'same', 'text': text}
+    differences = []
+    for name in sorted(set(peers) | set(target)):
+        if name not in target:
+            differences.append('member %s is not in this cluster' % name)
+        elif name not in peers:
+            differences.append('this cluster\'s member %s is not in the snapshot\'s' % name)
+        elif peers[name] != target[name]:
+            differences.append('member %s has peer URL %s there, %s here'
+                               % (name, ','.join(peers[name]), ','.join(target[name])))
+    return {'verdict': 'other',
+            'text': 'snapshot taken %s from ANOTHER cluster: cluster %s with members %s (%s)'
+                    % (snapshot.get('created') or '?', source_id, described, '; '.join(differences))}
 
 
 # --- the plan -----------------------------------------------------------------------------------
@@ -412,6 +459,18 @@ def plan_restore(hosts, nodes, snapshot_facts, old_cluster, options):
             seen_urls[url] = member['host']
 
     old = _old_cluster_summary(old_cluster)
+    origin = snapshot_origin(snapshot, members, old['cluster_id'])
+    snapshot['origin'] = origin['verdict']
+    snapshot['origin_text'] = origin['text']
+    if origin['verdict'] == 'other':
+        if options.get('allow_other_cluster'):
+            warnings.append('restoring a snapshot of another cluster, as acknowledged (etcd_restore_allow_other_cluster):'
+                            ' %s' % origin['text'])
+        else:
+            refusals.append(refusal(
+                ', '.join(hosts), origin['text'].replace('snapshot taken', 'the snapshot was taken', 1),
+                'restore a snapshot of this cluster; to migrate or clone a cluster on purpose, run again with '
+                '-e etcd_restore_allow_other_cluster=true.'))
     unplanned = [n for n in old['members'] if n and n not in names]
     if unplanned:
         refusals.append(refusal(
@@ -512,13 +571,7 @@ def plan_lines(plan, check_mode=False):
         else 'revision and keys read when staged'
     lines.append('snapshot %s %s: %s, %d bytes, sha256 %s, etcd\'s own trailing hash verified'
                  % (snap['path'], where, described, snap['size'], snap['sha256']))
-    if snap['has_metadata']:
-        lines.append('snapshot taken %s from cluster %s (members %s), etcd %s; matches its metadata'
-                     % (snap['created'] or '?', snap['source_cluster_id'] or '?',
-                        ', '.join(snap['source_members']) or '?', snap['etcd_version'] or '?'))
-    else:
-        lines.append('snapshot has no metadata (a plain etcdctl snapshot save file): its origin cannot be checked '
-                     'against metadata; make sure it is a snapshot of this cluster')
+    lines.append(snap['origin_text'] + ('; matches its metadata' if snap['has_metadata'] else ''))
     if old['cluster_id']:
         lines.append('current cluster: id %s, %s, members %s'
                      % (old['cluster_id'], 'healthy' if old['healthy'] else 'UNHEALTHY: ' + '; '.join(old['problems']),
@@ -630,6 +683,7 @@ def build_report(plan, results, final_cluster, timings):
         'snapshot_kind': snap['kind'],
         'snapshot_sha256': snap['sha256'],
         'snapshot_revision': snap['revision'],
+        'snapshot_origin': snap.get('origin'),
         'bump_revision': plan['bump_revision'],
         'revision': final_cluster.get('revision'),
         'token': plan['token'],

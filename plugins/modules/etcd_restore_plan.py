@@ -15,6 +15,9 @@ version_added: 0.2.0
 description:
   - The decisions of the M(kubeops.etcd.etcd_restore) role, in one place. It runs on the controller as an action
     plugin and calls the collection's pure planning functions; it changes nothing anywhere.
+  - O(phase=unfinished) reads what every node's journal (M(kubeops.etcd.etcd_restore_journal)) says of an earlier
+    run that did not finish, and decides - a new run, O(resume), O(rollback) - or refuses with the state of every node and
+    both ways out.
   - O(phase=source) resolves where C(-e snapshot=...) comes from before anything is read - a path on the ops box, a
     node, C(s3://<bucket>/<key>), or V(latest) (the newest complete backup in O(backup_dir), or in O(objects) when
     O(bucket) is set) - and whether it is encrypted (C(.age)) or compressed (C(.zst.age)); it returns the paths on
@@ -37,7 +40,7 @@ options:
     description: What to compute.
     type: str
     required: true
-    choices: [source, snapshot, plan, prepared, report, rollback]
+    choices: [unfinished, source, snapshot, plan, prepared, report, rollback]
   snapshot:
     description:
       - With O(phase=snapshot), the C(snapshot) extra var as given. With O(phase=plan), the facts returned by the
@@ -59,6 +62,14 @@ options:
     description: With O(phase=source), the key prefix that O(objects) lists (for messages).
     type: str
     default: ''
+  resume:
+    description: With O(phase=unfinished), finish the unfinished run (only when every node reached the same step).
+    type: bool
+    default: false
+  rollback:
+    description: With O(phase=unfinished), undo the unfinished run.
+    type: bool
+    default: false
   identity_given:
     description: With O(phase=source), whether an age identity was given; an encrypted snapshot without one is refused.
     type: bool
@@ -71,22 +82,30 @@ options:
     description: The inventory hosts of the play, in order.
     type: list
     elements: str
-  nodes:
-    description: Per host, C(info) (the M(kubeops.etcd.etcd_member_info) result), C(held) (manifest names already held
-      aside) and C(address) (the host's address, for an API server without C(--advertise-address)).
+  host_vars:
+    description:
+      - Which variable of every host holds what the phase reads from the nodes (it is read from C(hostvars), so the
+        hosts a failed task dropped from the play still count) - C(node) (phase plan; per host C(info), the
+        M(kubeops.etcd.etcd_member_info) result, C(held), C(pods_error), C(address)), C(journal) (phase unfinished; the
+        M(kubeops.etcd.etcd_restore_journal) read result), C(restore_result) (phases prepared and report; the
+        M(kubeops.etcd.etcd_restore) result), C(failure), C(rollback_failure), C(state), C(moved_aside) (phase rollback).
     type: dict
+    default: {}
+  outcome:
+    description: With O(phase=rollback), which message to word - the restore rolled back, the rollback incomplete, or the
+      prepared members discarded before any stop.
+    type: str
+    default: rolled_back
+    choices: [rolled_back, incomplete, discarded]
   old_cluster:
     description: The C(cluster) result of M(kubeops.etcd.etcd_cluster_health) for the running cluster, or V(null).
     type: raw
   options:
     description: Role settings the plan uses (timestamp, bump_revision, disk_margin_bytes, staging_dir, runs_dir,
-      manifests_dir, holding_dir, restart_kubelet).
+      manifests_dir, holding_dir, restart_kubelet, allow_other_cluster).
     type: dict
   plan:
     description: The plan returned by O(phase=plan) (phases prepared, report and rollback).
-    type: dict
-  results:
-    description: Per host, the M(kubeops.etcd.etcd_restore) result of the prepared member.
     type: dict
   final_cluster:
     description: The C(cluster) result of M(kubeops.etcd.etcd_cluster_health) after the restore.
@@ -94,28 +113,9 @@ options:
   timings:
     description: Epoch seconds C(started), C(prepared), C(downtime_started), C(downtime_ended), C(finished).
     type: dict
-  failures:
-    description: What failed, C([{host, step, task, msg}]).
-    type: list
-    elements: dict
   rollback_cluster:
     description: The C(cluster) result of M(kubeops.etcd.etcd_cluster_health) after the rollback.
     type: dict
-  rollback_failures:
-    description: What failed during the rollback, C([{host, step, task, msg}]).
-    type: list
-    elements: dict
-  moved_aside:
-    description: C(host:path) of every restored data dir the rollback moved aside.
-    type: list
-    elements: str
-  states:
-    description: Per host, what was read there after an incomplete rollback (C(answered), C(active), C(held), C(etcd_data_dir)).
-    type: dict
-  complete:
-    description: With O(phase=rollback), whether the rollback completed.
-    type: bool
-    default: true
 extends_documentation_fragment:
   - kubeops.etcd.attributes
   - kubeops.etcd.attributes.INFO_MODULE
@@ -136,7 +136,8 @@ EXAMPLES = r'''
   kubeops.etcd.etcd_restore_plan:
     phase: plan
     hosts: "{{ ansible_play_hosts }}"
-    nodes: "{{ nodes }}"
+    host_vars:
+      node: node_facts
     snapshot: "{{ snapshot_facts }}"
     old_cluster: "{{ old_health.cluster | default(None) }}"
     options:
@@ -151,6 +152,12 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+unfinished:
+  description:
+    - Phase unfinished, the decision - C(action) (none, warn, resume, abort; a refusal fails), C(run), C(plan) (the
+      journal's plan), C(steps) (per host), C(lines) and C(msg).
+  returned: phase is unfinished
+  type: dict
 source:
   description:
     - Phase source, where the snapshot comes from - C(kind) (local, node, s3), C(host), C(path), C(bucket), C(key),

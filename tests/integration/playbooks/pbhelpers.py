@@ -116,6 +116,11 @@ def read_node_file(lab, host, path):
         return handle.read()
 
 
+def read_node_file_if_exists(lab, host, path):
+    """The file's bytes, or None when it is not there (a manifest held aside)."""
+    return read_node_file(lab, host, path) if os.path.exists(lab.node_path(host, path)) else None
+
+
 def manifest_data_dir(lab, host, path="/etc/kubernetes/manifests/etcd.yaml"):
     doc = yaml.safe_load(read_node_file(lab, host, path))
     container = doc["spec"]["containers"][0]
@@ -140,7 +145,8 @@ def node_state(lab):
     state = {}
     for host in hosts(lab):
         state[host] = {
-            "manifests": {name: read_node_file(lab, host, "/etc/kubernetes/manifests/" + name) for name in MANIFESTS},
+            "manifests": {name: read_node_file_if_exists(lab, host, "/etc/kubernetes/manifests/" + name)
+                          for name in MANIFESTS},
             "containers": container_ids(lab, host),
             "var_lib": listdir(lab, host, "/var/lib"),
             "held": listdir(lab, host, HOLDING_DIR) or [],

@@ -135,3 +135,35 @@ def test_a_bad_file_on_a_control_plane_is_refused_before_anything_changes(
     finally:
         os.remove(lab.node_path("cp1", on_node))
     assert expected in message and "cp1" in message, message
+
+
+def test_a_snapshot_of_another_cluster_is_refused_and_restores_only_when_acknowledged(lab, run_playbook,
+                                                                                   tmp_path_factory):
+    """Another cluster's backup: its metadata records other member names and peers. The lab's own snapshot
+    with such metadata stands in for it (the data it restores is then checkable)."""
+    import json
+    dest = str(tmp_path_factory.mktemp("foreign"))
+    lab.etcdctl("put", PREFIX + "in-foreign-snapshot", "yes")
+    snapshot = h.backup(run_playbook, lab, dest)["snapshot"]
+    keys_at_backup = h.keys(lab, with_values=True)
+    with open(snapshot + ".meta.json") as handle:
+        meta = json.load(handle)
+    meta["cluster_id"] = "aaaaaaaaaaaaaaaa"
+    for index, member in enumerate(meta["members"]):
+        member["name"] = "prod-%d" % index
+        member["peer_urls"] = ["https://10.20.0.%d:2380" % (index + 1)]
+    with open(snapshot + ".meta.json", "w") as handle:
+        json.dump(meta, handle)
+
+    message = refused(run_playbook, lab, snapshot)
+    assert message.startswith("The restore was refused before anything was changed: cp1, cp2, cp3: the snapshot was "
+                              "taken "), message
+    assert "from ANOTHER cluster: cluster aaaaaaaaaaaaaaaa with members prod-0=https://10.20.0.1:2380" in message
+    assert "member prod-0 is not in this cluster" in message and "etcd_restore_allow_other_cluster=true" in message
+
+    lab.etcdctl("put", PREFIX + "after-foreign-backup", "must-vanish")
+    run = h.restore(run_playbook, lab, snapshot, etcd_restore_allow_other_cluster=True)
+    assert run.rc == 0, run
+    assert h.keys(lab, with_values=True) == keys_at_backup
+    assert h.custom_stat(run, "etcd_restore")["snapshot_origin"] == "other"
+    assert "restoring a snapshot of another cluster, as acknowledged" in run.stdout

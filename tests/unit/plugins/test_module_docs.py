@@ -29,8 +29,8 @@ def docs():
 # Outside the action group, so that `module_defaults: group/kubeops.etcd.etcd` (etcdctl_path, certs, ...)
 # never reaches them: the controller-side planner, and the backup's file, storage and metrics modules, which
 # run no etcd command.
-NOT_IN_ETCD_GROUP = ["etcd_backup_crypt", "etcd_backup_metrics", "etcd_backup_prune", "etcd_object_store",
-                     "etcd_restore_plan"]
+NOT_IN_ETCD_GROUP = ["etcd_backup_crypt", "etcd_backup_destination", "etcd_backup_metrics", "etcd_backup_prune",
+                     "etcd_leftovers", "etcd_object_store", "etcd_restore_journal", "etcd_restore_plan", "etcd_tools"]
 
 
 def test_the_runtime_action_group_lists_every_module_that_runs_on_the_nodes():

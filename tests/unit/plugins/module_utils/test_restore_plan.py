@@ -78,7 +78,8 @@ def snapshot(**overrides):
              'bolt_error': None, 'metadata_error': None,
              'metadata': {'sha256': SHA, 'size': SIZE, 'revision': 500, 'total_key': 42,
                           'created': '2026-12-03T03:00:00Z', 'cluster_id': 'e07ff96dc481154f', 'etcd_version': '3.5.30',
-                          'members': [{'name': 'cp1'}, {'name': 'cp2'}, {'name': 'cp3'}]}}
+                          'members': [{'name': 'cp%d' % i, 'peer_urls': ['https://10.0.0.%d:2380' % (10 + i)]}
+                                      for i in (1, 2, 3)]}}
     facts.update(overrides)
     return facts
 
@@ -90,9 +91,18 @@ def old_cluster(names, learners=(), unnamed=0, healthy=True, leader=None):
             'leader_name': leader}
 
 
+def snapshot_of(hosts, nodes, **overrides):
+    """A backup of the cluster these nodes form: its metadata records their member names and peer URLs."""
+    facts = snapshot(**overrides)
+    facts['metadata'] = dict(facts['metadata'], members=[
+        {'name': nodes[h]['info']['member']['name'] or 'default', 'peer_urls': nodes[h]['info']['member']['peer_urls']}
+        for h in hosts if nodes.get(h, {}).get('info')])
+    return facts
+
+
 def plan_for(hosts, nodes, snap=None, old=None, **options):
     opts = dict(OPTIONS, **options)
-    return planner.plan_restore(hosts, nodes, snap or snapshot(), old if old is not None else old_cluster(
+    return planner.plan_restore(hosts, nodes, snap or snapshot_of(hosts, nodes), old if old is not None else old_cluster(
         [n['info']['member']['name'] or 'default' for n in nodes.values()]), opts)
 
 
@@ -544,3 +554,55 @@ def test_rollback_texts_name_the_host_step_and_cause_first():
     discarded = planner.discarded_text(plan, failures)
     assert discarded.startswith('The restore was refused before anything was stopped: preparing the members failed '
                                 'on cp2')
+
+
+# --- where the snapshot comes from ---------------------------------------------------------------
+
+def test_a_backup_of_this_cluster_is_recognised_by_its_members_and_peers_even_under_another_cluster_id():
+    hosts, nodes = cluster(3)
+    snap = snapshot_of(hosts, nodes)
+    snap['metadata']['cluster_id'] = 'aaaaaaaaaaaaaaaa'
+    decided = plan_for(hosts, nodes, snap=snap)
+    assert decided['refusals'] == []
+    assert decided['plan']['snapshot']['origin'] == 'same'
+    line = [l for l in planner.plan_lines(decided['plan']) if 'from this cluster' in l][0]
+    assert 'cluster aaaaaaaaaaaaaaaa' in line
+    assert 'the running cluster has another ID (e07ff96dc481154f): it was restored or re-created since' in line
+
+
+def test_a_snapshot_of_another_cluster_is_refused_before_anything_changes_naming_the_difference():
+    hosts, nodes = cluster(3)
+    other_hosts, other_nodes = cluster(3, peer_port=2390)
+    snap = snapshot_of(other_hosts, other_nodes)
+    snap['metadata']['members'][2]['name'] = 'db3'
+    decided = plan_for(hosts, nodes, snap=snap)
+    assert decided['plan'] is None
+    [refusal] = decided['refusals']
+    assert refusal['host'] == 'cp1, cp2, cp3'
+    assert refusal['cause'].startswith('the snapshot was taken 2026-12-03T03:00:00Z from ANOTHER cluster: cluster '
+                                       'e07ff96dc481154f with members cp1=https://10.0.0.11:2390')
+    assert 'member cp1 has peer URL https://10.0.0.11:2390 there, https://10.0.0.11:2380 here' in refusal['cause']
+    assert 'member db3 is not in this cluster' in refusal['cause']
+    assert "this cluster's member cp3 is not in the snapshot's" in refusal['cause']
+    assert refusal['fix'].endswith('run again with -e etcd_restore_allow_other_cluster=true.')
+
+
+def test_another_clusters_snapshot_restores_when_acknowledged_and_the_plan_and_report_say_so():
+    hosts, nodes = cluster(3)
+    snap = snapshot_of(*cluster(3, peer_port=2390))
+    decided = plan_for(hosts, nodes, snap=snap, allow_other_cluster=True)
+    assert decided['refusals'] == []
+    plan = decided['plan']
+    assert plan['snapshot']['origin'] == 'other'
+    assert any(l.startswith('WARNING: restoring a snapshot of another cluster, as acknowledged')
+               for l in planner.plan_lines(plan))
+    report = planner.build_report(plan, {}, {'endpoints': [], 'cluster_id': plan['cluster_id']}, {})
+    assert report['report']['snapshot_origin'] == 'other'
+    assert any('restoring a snapshot of another cluster' in l for l in report['lines'])
+
+
+def test_a_plain_snapshot_has_an_unknown_origin_and_the_plan_says_to_make_sure():
+    hosts, nodes = cluster(3)
+    decided = plan_for(hosts, nodes, snap=snapshot(metadata=None))
+    assert decided['plan']['snapshot']['origin'] == 'unknown'
+    assert any('its origin cannot be checked' in l for l in planner.plan_lines(decided['plan']))
