@@ -39,6 +39,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, STANDINS)
 
 import etcdfetch  # noqa: E402
+import etcdimages  # noqa: E402
 import manifests  # noqa: E402
 import pki  # noqa: E402
 from standinlib import remove_created_mount_points  # noqa: E402
@@ -367,6 +368,8 @@ class Lab:
                 "etcdutl": os.path.join(bindirs[v], "etcdutl") if os.path.exists(os.path.join(bindirs[v], "etcdutl"))
                 else None,
                 "etcd_bin_dir": bindirs[v],
+                "etcd_image": manifests.etcd_image(v), "etcd_image_kind": etcdimages.etcd_image(
+                    manifests.etcd_image(v))["kind"],
                 "init_pidfile": os.path.join(nd, "run", "init.pid"),
                 "kubelet_pidfile": os.path.join(nd, "run", "kubelet.pid"),
                 "sshd_pidfile": os.path.join(nd, "run", "sshd.pid"),

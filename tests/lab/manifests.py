@@ -16,6 +16,11 @@ def k8s_version(etcd_version):
     return K8S_VERSION.get(".".join(etcd_version.split(".")[:2]), "v1.33.0")
 
 
+def etcd_image(version):
+    """kubeadm's etcd image of an etcd version (what `crictl exec` offers: standins/etcdimages.py)."""
+    return "registry.k8s.io/etcd:%s-0" % version
+
+
 def _probe(kind, host, path, port, scheme, failure, period, initial=None):
     s = "    %s:\n      failureThreshold: %d\n      httpGet:\n        host: %s\n        path: %s\n" \
         "        port: %d\n        scheme: %s\n" % (kind, failure, host, path, port, scheme)
@@ -61,7 +66,7 @@ def etcd(name, ip, initial_cluster, existing, version, data_host_path="/var/lib/
            "  labels:\n    component: etcd\n    tier: control-plane\n  name: etcd\n  namespace: kube-system\n"
            "spec:\n  containers:\n  - command:\n    - etcd\n" % client)
     out += "".join("    - %s\n" % f for f in flags)
-    out += "    image: registry.k8s.io/etcd:%s-0\n    imagePullPolicy: IfNotPresent\n" % version
+    out += "    image: %s\n    imagePullPolicy: IfNotPresent\n" % etcd_image(version)
     out += _probe("livenessProbe", ip, "/livez", metrics_port, "HTTP", 8, 10, 10)
     out += "    name: etcd\n"
     out += _probe("readinessProbe", ip, "/readyz", metrics_port, "HTTP", 3, 1)

@@ -282,6 +282,55 @@ def test_crictl_answers(lab):
     assert "etcd-cp1" in crictl(lab, "cp1", "pods")
 
 
+def crictl_exec(lab, node, cid, *args):
+    return lab.exec(node, ["crictl", "exec", cid] + list(args))
+
+
+def test_crictl_exec_offers_only_the_official_images_files(lab):
+    node = lab.state["nodes"][0]
+    assert (node["etcd_image"], node["etcd_image_kind"]) == ("registry.k8s.io/etcd:3.5.30-0", "official")
+    eid = running_ids(lab, "cp1", "^etcd$")[0]
+    for tool in ("etcdctl", "etcdutl", "/usr/local/bin/etcdutl"):
+        p = crictl_exec(lab, "cp1", eid[:12], tool, "version")
+        assert p.returncode == 0 and "version: 3.5.30" in p.stdout, p
+    # no shell in the official image: exits 1 like crictl, with runc's words
+    p = crictl_exec(lab, "cp1", eid, "sh", "-c", "true")
+    assert p.returncode == 1
+    assert p.stderr.startswith("FATA[0000] execing command in container %s: " % eid)
+    assert 'exec: "sh": executable file not found in $PATH: unknown' in p.stderr
+    p = crictl_exec(lab, "cp1", eid, "/bin/sh")
+    assert p.returncode == 1 and 'exec: "/bin/sh": stat /bin/sh: no such file or directory' in p.stderr
+    # the tool's exit code shows only in the message; -s prints stdout then stderr on stdout
+    p = crictl_exec(lab, "cp1", eid, "etcdutl", "snapshot", "status", "/var/lib/etcd/none.db")
+    assert p.returncode == 1 and p.stderr.rstrip().endswith("command terminated with exit code 1"), p
+    p = lab.exec("cp1", ["crictl", "exec", "-s", eid, "etcdutl", "version"])
+    assert p.returncode == 0 and p.stdout == "etcdutl version: 3.5.30\nAPI version: 3.5\n\n\n"
+    # a file written in the data dir's hostPath reaches the node; one written elsewhere stays in the container
+    tls = ["--endpoints=" + node["client_url"], "--cacert=/etc/kubernetes/pki/etcd/ca.crt",
+           "--cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt",
+           "--key=/etc/kubernetes/pki/etcd/healthcheck-client.key"]
+    snap = lab.node_path("cp1", "/var/lib/etcd/lab-exec.db")
+    try:
+        for where in ("/var/lib/etcd/lab-exec.db", "/tmp/kubeops-lab-exec.db"):
+            p = crictl_exec(lab, "cp1", eid, "etcdctl", *(tls + ["snapshot", "save", where]))
+            assert p.returncode == 0, p
+        assert os.path.getsize(snap) % 512 == 32
+        assert not os.path.exists("/tmp/kubeops-lab-exec.db")
+        assert not os.path.exists(lab.node_path("cp1", "/tmp/kubeops-lab-exec.db"))
+    finally:
+        os.unlink(snap)
+
+
+def test_crictl_exec_into_a_stopped_container_fails_like_crictl(lab):
+    old = running_ids(lab, "cp2", "^kube-scheduler$")[0]
+    crictl(lab, "cp2", "stop", "-t", "2", old)
+    wait_for(lambda: running_ids(lab, "cp2", "^kube-scheduler$") not in ([], [old]), what="scheduler restart")
+    p = crictl_exec(lab, "cp2", old, "true")
+    assert p.returncode == 1
+    assert p.stderr.strip() == ("FATA[0000] execing command in container %s: rpc error: code = Unknown desc = "
+                                "container is in CONTAINER_EXITED state" % old)
+
+
 def test_manifest_out_and_back_stops_and_restarts_etcd(lab):
     mdir = lab.node_path("cp3", "/etc/kubernetes/manifests")
     held = lab.node_path("cp3", "/etc/kubernetes/held")
@@ -572,6 +621,16 @@ def test_version_skew_lab():
         assert sorted(s["Status"]["version"] for s in out) == ["3.5.16", "3.5.30"]
         assert "3.5.16" in ssh(lab, "cp1", "etcdctl version").stdout
         assert "3.5.30" in ssh(lab, "cp2", "etcdctl version").stdout
+        # a Kubernetes-built image (3.5.16-0): a shell and etcdctl, no etcdutl (the lab cache's 3.5.16 has one)
+        assert [n["etcd_image_kind"] for n in lab.state["nodes"]] == ["kubernetes-built", "official"]
+        eid = running_ids(lab, "cp1", "^etcd$")[0]
+        p = lab.exec("cp1", ["crictl", "exec", eid, "etcdutl", "version"])
+        assert p.returncode == 1 and 'exec: "etcdutl": executable file not found in $PATH: unknown' in p.stderr
+        p = lab.exec("cp1", ["crictl", "exec", eid, "sh", "-c", "etcdctl version; command -v etcdutl || echo none"])
+        assert p.returncode == 0 and p.stdout.split()[2:] == ["3.5.16", "API", "version:", "3.5", "none"], p
+        p = lab.exec("cp1", ["crictl", "exec", "-s", eid, "etcdutl", "version"])
+        assert p.returncode == 1 and "synchronously: rpc error: code = Unknown desc = failed to exec in container" \
+            in p.stderr
     finally:
         lab.down()
 

@@ -6,15 +6,32 @@ Supported (what backup/restore roles call on a real node):
   crictl pods [-q] [--name REGEX] [--state ready|notready] [-o json]
   crictl logs [--tail N] [-f is ignored] CONTAINER-ID(prefix)
   crictl inspect ID (minimal json)   crictl stop [-t S] ID...   crictl version
-Not imitated: images, exec, stats, runtime endpoints.
+  crictl exec [-i] [-s] [-t] [--timeout S] CONTAINER-ID(prefix) CMD [ARG...]
+Not imitated: images, stats, runtime endpoints, exec's filter flags (--name, --pod, ...).
+
+exec, as containerd runs it: only into a running container; the command runs in the container's mount
+namespace inside a root of its own that holds the image's files only (the kubelet stand-in records them per
+container from its contents table: a Kubernetes-built etcd image has /bin/sh and etcdctl, the official one
+etcdctl and etcdutl and no shell), the container's hostPath volumes at their mountPaths, /proc, /dev and the
+host's libraries (read-only; the lab's binaries are dynamically linked, a real image brings its own). So a file
+the command writes reaches the node only through a hostPath volume, and a command the image lacks fails as with
+runc: `exec: "etcdutl": executable file not found in $PATH`. crictl's exit code is 0 or 1: the command's own
+exit code shows only in the message (`command terminated with exit code N`; with -s `command '...' exited with N`),
+and -s prints the command's stdout, then its stderr, both on stdout (crictl's ExecSync). Containers of other
+images (the kube-* stand-ins) have no contents list: exec runs there in the container's mount namespace with the
+node's files.
 """
 import argparse
+import ctypes
 import json
 import os
 import re
+import secrets
+import subprocess
 import sys
 import time
 
+from etcdimages import IMAGE_PATH
 from standinlib import proc_start
 
 STATE = "/var/lib/kubelet-standin/state.json"
@@ -163,6 +180,145 @@ def cmd_stop(a):
     return 0
 
 
+NODE_CONFIG = "/var/lib/kubelet-standin/node.json"
+CLONE_NEWNS = 0x00020000
+MS_RDONLY, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 32, 4096, 16384, 1 << 18
+# the host's libraries stand in for the image's own (read-only)
+LIB_DIRS = ("/lib", "/lib32", "/lib64", "/usr/lib", "/usr/lib32", "/usr/lib64")
+
+
+def fatal(msg):
+    sys.stderr.write("FATA[0000] %s\n" % msg)
+    sys.stderr.flush()
+    return 1
+
+
+def resolve_in_image(contents, cmd):
+    """Path of cmd inside the image, or runc's error text when the image has no such file."""
+    if "/" in cmd:
+        return (cmd, None) if cmd in contents else (None, "stat %s: no such file or directory" % cmd)
+    for d in IMAGE_PATH.split(":"):
+        if os.path.join(d, cmd) in contents:
+            return os.path.join(d, cmd), None
+    return None, "executable file not found in $PATH"
+
+
+def _enter_container(pid, contents, mounts):
+    """preexec_fn: join the container's mount namespace; for an image with a contents list, chroot into a root that
+    holds only those files, the volumes, /proc, /dev and the libraries."""
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def check(ret, what):
+        if ret != 0:
+            e = ctypes.get_errno()
+            raise OSError(e, "%s: %s" % (what, os.strerror(e)))
+
+    def mount(src, dst, flags, fstype=None):
+        check(libc.mount(src.encode() if src else None, dst.encode(), fstype, flags, None),
+              "mount %s on %s" % (src, dst))
+
+    def enter():
+        try:
+            fd = os.open("/proc/%d/ns/mnt" % pid, os.O_RDONLY)
+            check(libc.setns(fd, CLONE_NEWNS), "setns")
+            os.close(fd)
+            os.chdir("/")
+            if contents is None:
+                return
+            check(libc.unshare(CLONE_NEWNS), "unshare")
+            mount(None, "/", MS_REC | MS_PRIVATE)
+            # open every source before the new root hides anything
+            sources = [(path, os.open(host, os.O_PATH), False) for path, host in sorted(contents.items())]
+            for m in mounts:
+                sources.append((m["mount_path"], os.open(m["mount_path"], os.O_PATH), bool(m.get("read_only"))))
+            links = []
+            for d in LIB_DIRS + ("/dev", "/proc"):
+                if os.path.islink(d):
+                    links.append((d, os.readlink(d)))
+                elif os.path.isdir(d):
+                    sources.append((d, os.open(d, os.O_PATH), d in LIB_DIRS))
+            root = "/tmp"   # any directory: this mount namespace is the command's alone
+            mount("tmpfs", root, 0, b"tmpfs")
+            os.mkdir(root + "/tmp", 0o1777)   # images have a /tmp; what lands there stays in the container
+            for d, target in links:
+                os.symlink(target, root + d)
+            for path, fd, read_only in sources:
+                dst = root + path
+                if os.path.isdir("/proc/self/fd/%d" % fd):
+                    os.makedirs(dst, 0o755, exist_ok=True)
+                else:
+                    os.makedirs(os.path.dirname(dst), 0o755, exist_ok=True)
+                    open(dst, "a").close()
+                mount("/proc/self/fd/%d" % fd, dst, MS_BIND | MS_REC)
+                if read_only:
+                    mount(None, dst, MS_REMOUNT | MS_BIND | MS_RDONLY)
+                os.close(fd)
+            os.chroot(root)
+            os.chdir("/")
+        except OSError as e:
+            sys.stderr.write("FATA[0000] lab: cannot enter container: %s\n" % e)
+            sys.stderr.flush()
+            raise
+    return enter
+
+
+def cmd_exec(a):
+    st = load()
+    c = find(st, a.id)
+    where = "execing command in container %s%s: " % (c["id"], " synchronously" if a.sync else "")
+    if a.tty and not a.interactive:
+        return fatal(where + "tty=true must be specified with interactive=true")
+    if c["state"] != "CONTAINER_RUNNING":
+        return fatal(where + "rpc error: code = Unknown desc = container is in %s state" % c["state"])
+    contents = c.get("image_contents")
+    argv = list(a.command)
+    if contents is not None:
+        target, err = resolve_in_image(contents, argv[0])
+    else:
+        target, err = argv[0], None
+    exec_id = secrets.token_hex(32)
+    if err is None:
+        try:
+            with open(NODE_CONFIG) as f:
+                lab_dir = json.load(f).get("lab_dir", "")
+        except (OSError, ValueError):
+            lab_dir = os.environ.get("KUBEOPS_LAB", "")
+        env = {"PATH": IMAGE_PATH, "HOSTNAME": os.uname().nodename, "HOME": "/root", "KUBEOPS_LAB": lab_dir}
+        if contents is None:
+            env["PATH"] = "/usr/local/sbin:" + IMAGE_PATH
+        pipe = subprocess.PIPE if a.sync else None
+        try:
+            p = subprocess.Popen([target] + argv[1:], executable=target, env=env, stdout=pipe, stderr=pipe,
+                                 stdin=None if a.interactive else subprocess.DEVNULL, close_fds=True,
+                                 preexec_fn=_enter_container(c["pid"], contents, c.get("mounts") or []))
+            out, errout = p.communicate(timeout=a.timeout or None)
+            rc = p.returncode
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.communicate()
+            return fatal(where + "rpc error: code = DeadlineExceeded desc = context deadline exceeded")
+        except OSError as e:   # the exec itself failed (a bare name not on PATH, a missing loader, ...)
+            err = "executable file not found in $PATH" if "/" not in argv[0] and e.errno == 2 \
+                else "%s: %s" % (argv[0], e.strerror)
+        except subprocess.SubprocessError as e:
+            return fatal(where + "rpc error: code = Unknown desc = %s" % e)
+    if err is not None:
+        oci = 'failed to exec in container: failed to start exec "%s": OCI runtime exec failed: exec failed: ' \
+              'unable to start container process: exec: "%s": %s: unknown' % (exec_id, argv[0], err)
+        if a.sync:
+            return fatal(where + "rpc error: code = Unknown desc = " + oci)
+        return fatal(where + "Internal error occurred: error executing command in container: " + oci)
+    if a.sync:
+        if rc != 0:
+            return fatal(where + "command '%s' exited with %d: %s" % (" ".join(argv), rc,
+                                                                      errout.decode(errors="replace")))
+        sys.stdout.write(out.decode(errors="replace") + "\n" + errout.decode(errors="replace") + "\n")
+        return 0
+    if rc != 0:
+        return fatal(where + "command terminated with exit code %d" % (rc if rc >= 0 else 128 - rc))
+    return 0
+
+
 def cmd_pods(a):
     st = load()
     pods = list(st["pods"].values())
@@ -223,7 +379,21 @@ def main():
     sp.add_argument("-t", "--timeout", type=int, default=10)
     sp.add_argument("ids", nargs="+")
     sub.add_parser("version")
+    ex = sub.add_parser("exec")
+    ex.add_argument("-i", "--interactive", action="store_true")
+    ex.add_argument("-s", "--sync", action="store_true")
+    ex.add_argument("-t", "--tty", action="store_true")
+    ex.add_argument("--timeout", type=int, default=0)
+    ex.add_argument("id")
+    ex.add_argument("command", nargs=argparse.REMAINDER)
     a = p.parse_args()
+    if a.cmd == "exec":
+        if not a.command:
+            sys.stderr.write("crictl exec: CONTAINER-ID and COMMAND are required\n")
+            return 1
+        if a.command[0] == "--":
+            a.command = a.command[1:]
+        return cmd_exec(a)
     if a.cmd == "ps":
         return cmd_ps(a)
     if a.cmd == "logs":

@@ -29,7 +29,8 @@ Imitates the parts of the kubelet that etcd backup/restore tooling touches:
   file fails the container too, saying why); the usual back-off applies and each retry
   reads the file again.
 Not imitated: probes, images (an image maps to a directory of binaries: etcd:<v>-0 to
-the lab's etcd <v>, kube-* to the Python stand-ins, anything else runs host binaries),
+the lab's etcd <v>, kube-* to the Python stand-ins, anything else runs host binaries; for
+`crictl exec` an etcd image has a contents list, see etcdimages.py),
 resources, non-hostPath volumes, the API server connection, mirror pods.
 """
 import hashlib
@@ -45,6 +46,7 @@ import time
 
 import yaml
 
+from etcdimages import etcd_image
 from podrun import prepare_host_path
 from standinlib import proc_start, remove_created_mount_points
 
@@ -124,6 +126,19 @@ class Kubelet:
         os.replace(tmp, STATE)
 
     # ---- images -----------------------------------------------------------------
+    def image_contents(self, image):
+        """(kind, {path in the image: host file}) of an etcd image, (None, None) for any other image."""
+        info = etcd_image(image)
+        if info is None:
+            return None, None
+        d = os.path.join(self.cfg["cache"], "etcd-" + info["version"])
+        files = {}
+        for path, source in info["contents"].items():
+            host = source if source.startswith("/") else os.path.join(d, source)
+            if os.path.exists(host):
+                files[path] = host
+        return info["kind"], files
+
     def image_path(self, image):
         m = re.match(r"^(?:[^/]+/)*etcd:v?(\d+\.\d+\.\d+)", image)
         if m:
@@ -285,6 +300,9 @@ class Kubelet:
         ct["current"] = cid
         self.containers[cid] = c
         img_dir, err = self.image_path(ct["image"])
+        # what `crictl exec` offers: the image's files only (see crictl.py), the volumes as the container sees them
+        c["image_kind"], c["image_contents"] = self.image_contents(ct["image"])
+        c["mounts"] = ct["mounts"]
         if err:
             self.fail_start(pod, ct, c, 128, err)
             return
