@@ -200,8 +200,9 @@ def _sha256(value, path, required=True):
 
 
 def _dict(value, path):
-    """None for an absent part (None, False, {}, a skipped task's result), else the dict; anything else is an error."""
-    if value is None or value is False or value == {} or (isinstance(value, dict) and value.get('skipped') is True):
+    """None for an absent part (None, False, {}, '' - ansible-core 2.16 renders a None template as '' - or a skipped
+    task's result), else the dict; anything else is an error."""
+    if value is None or value is False or value == {} or value == '' or (isinstance(value, dict) and value.get('skipped') is True):
         return None
     if not isinstance(value, dict):
         raise _error(path, 'must be a dict, got %r' % (value,))
@@ -270,7 +271,7 @@ def _compression(value, snapshot):
 
 
 def _uploaded(value):
-    if value is None:
+    if value is None or value == '':
         return None
     if not isinstance(value, list):
         raise _error('uploaded', 'must be a list of {bucket, key, size, sha256}, got %r' % (value,))
@@ -310,7 +311,7 @@ def _retention(value):
     for destination in sorted(data):
         entry = data[destination]
         path = 'retention.%s' % destination
-        if entry is None or (isinstance(entry, dict) and entry.get('skipped') is True):
+        if entry is None or entry == '' or (isinstance(entry, dict) and entry.get('skipped') is True):
             continue
         if not isinstance(entry, dict):
             raise _error(path, 'must be a dict {kept, pruned}, got %r' % (entry,))

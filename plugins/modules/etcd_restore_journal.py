@@ -22,6 +22,8 @@ description:
     prepared C(etcd.yaml) into the manifests dir, a held manifest back).
 author:
   - kubeops.etcd maintainers (@kubeops)
+extends_documentation_fragment:
+  - kubeops.etcd.attributes
 options:
   state:
     description: What to do.

@@ -14,6 +14,7 @@ import json
 import os
 import stat
 import subprocess
+import sys
 
 import pytest
 
@@ -194,8 +195,8 @@ def test_scheduled_backup_encrypts_uploads_prunes_and_reports(lab, run_playbook,
     shared.update(snapshot_key=snapshot_key, meta=meta, dest=dest)
 
 
-def test_restore_latest_from_object_storage_downloads_decrypts_and_restores_exactly(lab, run_playbook, s3_server,
-                                                                                 age_keys, tmp_path_factory, shared):
+def test_restore_latest_from_object_storage_downloads_decrypts_and_restores_exactly(
+        lab, run_playbook, s3_server, age_keys, tmp_path_factory, shared):
     lab.etcdctl("put", MARK + "after-backup", "must-vanish")
     old_cluster = h.cluster_id(lab)
     downloads = str(tmp_path_factory.mktemp("downloads"))
@@ -264,3 +265,53 @@ def test_the_object_store_unusable_is_refused_before_anything_changes(lab, run_p
                                     **dict(extra, etcd_restore_age_identity_file=age_keys[1],
                                            etcd_restore_download_dir=str(tmp_path / "dl")))
     assert_no_secret_in(run, s3_server.secrets())
+
+
+def test_check_mode_lists_what_retention_would_prune_and_changes_nothing(
+        lab, run_playbook, s3_server, age_keys, tmp_path, shared):
+    before = objects(s3_server)
+    extra = dict(s3_vars(s3_server, "backup"), etcd_backup_dest_dir=shared["dest"],
+                 etcd_backup_age_recipients=[age_keys[0]], etcd_backup_retention_s3={"keep_last": 2})
+    run = run_playbook(lab, h.BACKUP_PLAYBOOK, check=True, extra_args=with_vars_file(tmp_path, extra))
+    assert run.rc == 0, run
+    listed = run.result("Say what the retention policies pruned or would prune, and why", "cp1")["msg"]
+    would = {entry["id"] for entry in listed["object_store"]}
+    assert would == set_ids(before) - set(sorted(set_ids(before))[-2:]), listed
+    assert all(entry["reasons"] for entry in listed["object_store"])
+    assert objects(s3_server) == before
+
+
+def test_a_node_uploads_straight_to_the_store_and_a_failed_upload_is_counted(
+        lab, run_playbook, s3_server, age_keys, tmp_path, shared):
+    metrics = str(tmp_path / "textfile")
+    # The staging node runs the upload itself: it needs boto3 for the Python Ansible uses there (the lab's
+    # nodes share the host's files, so the test's own interpreter serves).
+    extra = dict(s3_vars(s3_server, "backup"), etcd_backup_dest_dir=shared["dest"],
+                 etcd_backup_age_recipients=[age_keys[0]], etcd_backup_s3_upload_from="node",
+                 etcd_backup_metrics_dir=metrics, etcd_backup_keep_on_node=False,
+                 ansible_python_interpreter=sys.executable)
+    before = set(objects(s3_server))
+    run = run_playbook(lab, h.BACKUP_PLAYBOOK, extra_args=with_vars_file(tmp_path, extra))
+    assert run.rc == 0, run
+    report = h.custom_stat(run, "etcd_backup")
+    new = sorted(set(objects(s3_server)) - before)
+    assert [os.path.basename(k) for k in new] == sorted(os.path.basename(p) for p in (
+        report["snapshot"], report["archive"], report["metadata"])), new
+    assert run.result("Upload the snapshot, the archive and then the metadata from the node that staged them",
+                      report["node"])["changed"]
+    # keep_on_node false: the node's staging files are gone once the store holds verified copies.
+    staged = h.listdir(lab, report["node"], "/var/lib/kubeops-etcd/backups")
+    assert not [n for n in staged if n.startswith(os.path.basename(report["snapshot"]).split("-rev")[0])], staged
+
+    # The store unreachable: the run fails naming the endpoint, the ops box keeps its verified copy, and the
+    # metrics count the failure while keeping the last success.
+    closed = "http://127.0.0.1:%d" % free_port()
+    run = run_playbook(lab, h.BACKUP_PLAYBOOK, extra_args=with_vars_file(tmp_path, dict(
+        extra, etcd_backup_s3_endpoint_url=closed, etcd_backup_s3_upload_from="controller")))
+    assert run.rc != 0, run
+    assert closed in run.stdout, run
+    with open(os.path.join(metrics, "kubeops_etcd_backup.prom")) as handle:
+        text = handle.read()
+    assert 'kubeops_etcd_backup_success{cluster="kubernetes"} 0' in text, text
+    assert 'kubeops_etcd_backup_failures_total{cluster="kubernetes"} 1' in text, text
+    assert 'kubeops_etcd_backup_last_success_timestamp_seconds{cluster="kubernetes"} 0' not in text, text

@@ -137,8 +137,8 @@ def test_a_bad_file_on_a_control_plane_is_refused_before_anything_changes(
     assert expected in message and "cp1" in message, message
 
 
-def test_a_snapshot_of_another_cluster_is_refused_and_restores_only_when_acknowledged(lab, run_playbook,
-                                                                                   tmp_path_factory):
+def test_a_snapshot_of_another_cluster_is_refused_and_restores_only_when_acknowledged(
+        lab, run_playbook, tmp_path_factory):
     """Another cluster's backup: its metadata records other member names and peers. The lab's own snapshot
     with such metadata stands in for it (the data it restores is then checkable)."""
     import json
