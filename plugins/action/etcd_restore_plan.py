@@ -33,6 +33,7 @@ ARGUMENT_SPEC = dict(
     prefix=dict(type='str', default=''),
     download_dir=dict(type='path'),
     identity_given=dict(type='bool', default=True),
+    role=dict(type='str', default='etcd_restore', choices=['etcd_restore', 'etcd_verify']),
     resume=dict(type='bool', default=False),
     rollback=dict(type='bool', default=False),
     hosts=dict(type='list', elements='str'),
@@ -150,15 +151,15 @@ class ActionModule(ActionBase):
             source = planner.resolve_source(
                 args['snapshot'], args['hosts'] or [], backup_dir_files=list_backups(args['backup_dir'] or ''),
                 objects=args['objects'], bucket=args['bucket'], prefix=args['prefix'],
-                identity_given=args['identity_given'])
+                identity_given=args['identity_given'], role=args['role'])
         except ValueError as exc:
             return {'failed': True, 'msg': to_native(exc)}
         if source['kind'] == 'latest':
             return {'failed': True,
                     'msg': 'snapshot=latest, but %s holds no *.db (or .db.age) file with its .meta.json on the ops '
-                           'box. Take a backup first (playbooks/backup.yml), set etcd_restore_backup_dir to where '
-                           'the backups are, set etcd_restore_s3_bucket to restore from object storage, or pass '
-                           '-e snapshot=<path>. Nothing was changed.' % args['backup_dir']}
+                           'box. Take a backup first (playbooks/backup.yml), set %s_backup_dir to where '
+                           'the backups are, set %s_s3_bucket to use object storage, or pass '
+                           '-e snapshot=<path>. Nothing was changed.' % (args['backup_dir'], args['role'], args['role'])}
         download_dir = args['download_dir'] or ''
         if source['kind'] == 's3':
             source['download_path'] = os.path.join(download_dir, os.path.basename(source['key']))

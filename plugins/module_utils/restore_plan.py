@@ -79,7 +79,7 @@ def parse_snapshot_spec(spec, play_hosts):
         bucket, _sep, key = spec[len('s3://'):].partition('/')
         if not bucket or not key or key.endswith('/'):
             raise ValueError('snapshot=%s is not an object: give s3://<bucket>/<key of the .db, .db.age or '
-                             '.db.zst.age object>, or snapshot=latest with etcd_restore_s3_bucket set.' % spec)
+                             '.db.zst.age object>, or snapshot=latest with the role\'s s3_bucket variable set.' % spec)
         return 's3', bucket, key
     host, sep, path = spec.partition(':')
     if sep and host in play_hosts and path.startswith('/'):
@@ -129,7 +129,8 @@ def choose_latest_object(objects):
     return _newest_complete(objects, 'key', 'last_modified')
 
 
-def resolve_source(spec, play_hosts, backup_dir_files=None, objects=None, bucket=None, prefix='', identity_given=True):
+def resolve_source(spec, play_hosts, backup_dir_files=None, objects=None, bucket=None, prefix='', identity_given=True,
+                   role='etcd_restore'):
     """Where the snapshot comes from and what must happen to it before the restore reads it.
 
     Returns {kind: local|node|s3, host, path (local or node), bucket, key, metadata_key, encrypted,
@@ -143,9 +144,9 @@ def resolve_source(spec, play_hosts, backup_dir_files=None, objects=None, bucket
         key = choose_latest_object(objects or [])
         if key is None:
             raise ValueError('snapshot=latest, but s3://%s/%s holds no complete backup (a .db, .db.age or '
-                             '.db.zst.age object with its .meta.json). Check etcd_restore_s3_bucket and '
-                             'etcd_restore_s3_prefix, or pass -e snapshot=s3://<bucket>/<key>. Nothing was '
-                             'changed.' % (bucket, prefix or ''))
+                             '.db.zst.age object with its .meta.json). Check %s_s3_bucket and '
+                             '%s_s3_prefix, or pass -e snapshot=s3://<bucket>/<key>. Nothing was '
+                             'changed.' % (bucket, prefix or '', role, role))
         kind, host, path = 's3', bucket, key
     elif kind == 'latest':
         path = choose_latest(backup_dir_files or [])
@@ -165,10 +166,10 @@ def resolve_source(spec, play_hosts, backup_dir_files=None, objects=None, bucket
     else:
         source.update(kind='local', path=path)
     if form['encrypted'] and not identity_given:
-        raise ValueError('%s is encrypted with age and no identity was given: set etcd_restore_age_identity_file to '
-                         'the identity file on the ops box, or etcd_restore_age_identity (e.g. from an AWX '
+        raise ValueError('%s is encrypted with age and no identity was given: set %s_age_identity_file to '
+                         'the identity file on the ops box, or %s_age_identity (e.g. from an AWX '
                          'credential), with the key whose public key was in etcd_backup_age_recipients. Nothing was '
-                         'changed.' % ('s3://%s/%s' % (host, path) if kind == 's3' else path))
+                         'changed.' % ('s3://%s/%s' % (host, path) if kind == 's3' else path, role, role))
     source.update(encrypted=form['encrypted'], compressed=form['compressed'], plain=form['plain'])
     return source
 

@@ -62,6 +62,11 @@ options:
     description: With O(phase=source), the key prefix that O(objects) lists (for messages).
     type: str
     default: ''
+  role:
+    description: With O(phase=source), the role whose variables the messages name (the restore, or the backup drill).
+    type: str
+    default: etcd_restore
+    choices: [etcd_restore, etcd_verify]
   resume:
     description: With O(phase=unfinished), finish the unfinished run (only when every node reached the same step).
     type: bool

@@ -52,7 +52,8 @@ def start_member_once_probed(lab, host, timeout=120):
     url = lab.node(host)["client_url"]
     deadline = time.time() + timeout
     while time.time() < deadline:
-        if subprocess.run(["pgrep", "-f", "etcdctl.*" + url.replace(".", "[.]")], capture_output=True).returncode == 0:
+        if subprocess.run(["pgrep", "-f", "etcdctl.*" + url.replace(".", "[.]")], capture_output=True,
+                          check=False).returncode == 0:
             break
         time.sleep(0.1)
     start_member(lab, host)

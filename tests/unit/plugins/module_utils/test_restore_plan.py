@@ -606,3 +606,10 @@ def test_a_plain_snapshot_has_an_unknown_origin_and_the_plan_says_to_make_sure()
     decided = plan_for(hosts, nodes, snap=snapshot(metadata=None))
     assert decided['plan']['snapshot']['origin'] == 'unknown'
     assert any('its origin cannot be checked' in l for l in planner.plan_lines(decided['plan']))
+
+
+def test_source_messages_name_the_variables_of_the_role_that_asks():
+    with pytest.raises(ValueError, match='set etcd_verify_age_identity_file to'):
+        planner.resolve_source('/b/k.db.age', ['cp1'], identity_given=False, role='etcd_verify')
+    with pytest.raises(ValueError, match='Check etcd_verify_s3_bucket and etcd_verify_s3_prefix'):
+        planner.resolve_source('latest', ['cp1'], objects=[], bucket='bkt', role='etcd_verify')
