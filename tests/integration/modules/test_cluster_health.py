@@ -48,14 +48,16 @@ def stop_member(lab, host):
 
 
 def start_member_once_probed(lab, host, timeout=120):
-    """Start the member once an etcdctl process that names its client URL has been seen (the module's probe)."""
+    """Start the member once the module has probed it twice: two etcdctl processes (two PIDs) naming its client
+    URL were seen, so the first probe - one attempt of the module - ended while the member was down."""
     url = lab.node(host)["client_url"]
+    seen = set()
     deadline = time.time() + timeout
-    while time.time() < deadline:
-        if subprocess.run(["pgrep", "-f", "etcdctl.*" + url.replace(".", "[.]")], capture_output=True,
-                          check=False).returncode == 0:
-            break
-        time.sleep(0.1)
+    while len(seen) < 2 and time.time() < deadline:
+        found = subprocess.run(["pgrep", "-f", "etcdctl.*" + url.replace(".", "[.]")], capture_output=True,
+                               text=True, check=False)
+        seen.update(found.stdout.split())
+        time.sleep(0.05)
     start_member(lab, host)
 
 
@@ -107,9 +109,8 @@ def test_member_down_then_waiting_until_it_is_back(lab, run_playbook):
         assert ok and result["cluster"]["healthy"] is False
         assert [p.split(" (")[0] for p in result["cluster"]["problems"]] == ["member cp3 is unreachable"]
 
-        # Start waiting while cp3 is down and bring it back only once the module has probed it (an etcdctl
-        # process naming cp3's URL runs): the module must poll more than one round before it sees the cluster
-        # healthy, however long SSH takes to set up on a loaded machine.
+        # Start waiting while cp3 is down and bring it back only once the module has probed it twice: the module
+        # must poll more than one round before it sees the cluster healthy, however long SSH takes to set up.
         timer = threading.Thread(target=start_member_once_probed, args=(lab, "cp3"))
         timer.start()
         started = time.time()
