@@ -68,13 +68,13 @@ def needed_tools(cluster_version, wanted=('etcdctl', 'etcdutl')):
 
 
 def image_info(image):
-    """What an etcd image reference says: {image, tag, version, kind, tools, shell}.
+    """What an etcd image reference says: {image, tag, version, kind, tools, has_shell}.
 
     ``registry.k8s.io/etcd:3.5.30-0`` (or a mirror of it with the same tag) is official from 3.5.24-0/3.6.5-0 on;
     ``vX.Y.Z`` tags are etcd's own images (gcr.io/etcd-development/etcd, quay.io/coreos/etcd): no shell, etcdutl
     from 3.5. Anything else is unknown: only ``crictl exec`` can tell.
     """
-    info = {'image': image, 'tag': None, 'version': None, 'kind': KIND_UNKNOWN, 'tools': [], 'shell': None}
+    info = {'image': image, 'tag': None, 'version': None, 'kind': KIND_UNKNOWN, 'tools': [], 'has_shell': None}
     if not image:
         return info
     reference = image.split('@', 1)[0]
@@ -95,10 +95,10 @@ def image_info(image):
         first = OFFICIAL_FROM.get(version[:2])
         official = version[:2] > (3, 6) if first is None else version[2] >= first
     if official:
-        info.update(kind=KIND_OFFICIAL, shell=False,
+        info.update(kind=KIND_OFFICIAL, has_shell=False,
                     tools=['etcdctl', 'etcdutl'] if version >= (3, 5, 0) else ['etcdctl'])
     else:
-        info.update(kind=KIND_KUBERNETES, shell=True, tools=['etcdctl'])
+        info.update(kind=KIND_KUBERNETES, has_shell=True, tools=['etcdctl'])
     return info
 
 

@@ -189,7 +189,7 @@ EXAMPLES = r'''
     mode: decrypt
     src: /srv/etcd-backups/etcd-20261122T013500Z.db.zst.age
     dest: /srv/etcd-restore/etcd.db
-    identity_file: /root/.config/age/etcd-backup.key
+    identity_file: /etc/kubeops-etcd/backup-identity.txt
     expected_sha256: "{{ etcd_backup_metadata.sha256 }}"
     expected_encrypted_sha256: "{{ etcd_backup_metadata.encrypted_sha256 }}"
   delegate_to: localhost

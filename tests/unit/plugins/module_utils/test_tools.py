@@ -32,7 +32,7 @@ KUBERNETES = 'kubernetes-built'
 ])
 def test_image_kind_follows_the_tag(image, kind, tool_names, shell):
     info = tools.image_info(image)
-    assert (info['kind'], info['tools'], info['shell']) == (kind, tool_names, shell)
+    assert (info['kind'], info['tools'], info['has_shell']) == (kind, tool_names, shell)
     assert info['version'] == re.search(r'etcd:v?(\d+\.\d+\.\d+)', image).group(1)
 
 
