@@ -94,11 +94,12 @@ def image_info(image):
     else:
         first = OFFICIAL_FROM.get(version[:2])
         official = version[:2] > (3, 6) if first is None else version[2] >= first
+    # Whether the image has /bin/sh (the Kubernetes-built kind does, the official distroless kind does not).
+    info['has_shell'] = not official
     if official:
-        info.update(kind=KIND_OFFICIAL, has_shell=False,
-                    tools=['etcdctl', 'etcdutl'] if version >= (3, 5, 0) else ['etcdctl'])
+        info.update(kind=KIND_OFFICIAL, tools=['etcdctl', 'etcdutl'] if version >= (3, 5, 0) else ['etcdctl'])
     else:
-        info.update(kind=KIND_KUBERNETES, has_shell=True, tools=['etcdctl'])
+        info.update(kind=KIND_KUBERNETES, tools=['etcdctl'])
     return info
 
 
