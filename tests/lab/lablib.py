@@ -645,28 +645,30 @@ class Lab:
 
     # ---- down -------------------------------------------------------------------
     def _lab_pids(self, st):
-        """Every process of this lab: env marker, pid files, or living in one of its node namespaces."""
+        """Every process of this lab: those carrying its env marker, and those living in one of its node
+        namespaces (ssh sessions, whose environment sshd resets).
+
+        A recorded namespace counts only while a process carrying the marker still lives in it: once a
+        namespace is freed the kernel hands its inode number to the next namespace made on the machine (another
+        lab's node or pod), and a pid file may name a pid reused by anyone. Trusting either after our own
+        processes died killed other labs' nodes when labs ran side by side."""
         marker = ("KUBEOPS_LAB=" + self.dir).encode()
-        ns = set()
-        pids = set()
+        recorded = set()
         for n in (st or {}).get("nodes", []):
-            for key in ("init_pidfile", "kubelet_pidfile", "sshd_pidfile"):
-                p = self._pid(n[key]) if n.get(key) else None
-                if p:
-                    pids.add(p)
             for k in ("mnt_ns", "uts_ns"):
                 if n.get(k):
-                    ns.add((k[:3], n[k]))
+                    recorded.add((k[:3], n[k]))
         me = os.getpid()
+        procs = []
         for e in os.listdir("/proc"):
             if not e.isdigit() or int(e) == me:
                 continue
             pid = int(e)
-            if marker in _proc_environ(pid):
-                pids.add(pid)
-            elif ns and (("mnt", _ns_inode(pid, "mnt")) in ns or ("uts", _ns_inode(pid, "uts")) in ns):
-                pids.add(pid)
-        return {p for p in pids if _alive(p) and p != me}
+            procs.append((pid, marker in _proc_environ(pid),
+                          ("mnt", _ns_inode(pid, "mnt")), ("uts", _ns_inode(pid, "uts"))))
+        ours = {ns for _, marked, mnt, uts in procs if marked for ns in (mnt, uts) if ns in recorded}
+        pids = {pid for pid, marked, mnt, uts in procs if marked or mnt in ours or uts in ours}
+        return {p for p in pids if _alive(p)}
 
     def down(self, log=_log):
         st = None

@@ -163,7 +163,8 @@ def cmd_stop(a):
     st = load()
     for i in a.ids:
         c = find(st, i)
-        if c["state"] == "CONTAINER_RUNNING":
+        # the recorded pid is this container's only while its start time matches (pids are reused)
+        if c["state"] == "CONTAINER_RUNNING" and proc_start(c["pid"]) == c.get("proc_start"):
             try:
                 os.killpg(c["pid"], signal.SIGTERM)
             except OSError:

@@ -403,6 +403,8 @@ class Kubelet:
         running = [self.containers[ct["current"]] for ct in pod["containers"]
                    if ct["current"] in self.containers
                    and self.containers[ct["current"]]["state"] == "CONTAINER_RUNNING"]
+        # a recorded pid is the container's only while its start time matches (pids are reused)
+        running = [c for c in running if proc_start(c["pid"]) == c["proc_start"]]
         for c in running:
             try:
                 os.killpg(c["pid"], signal.SIGTERM)
