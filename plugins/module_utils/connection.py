@@ -18,6 +18,7 @@ from ansible_collections.kubeops.etcd.plugins.module_utils.parsers import (
     parse_endpoint_status_failures,
     parse_member_list,
 )
+from ansible_collections.kubeops.etcd.plugins.module_utils.containers import tools_argument_spec
 from ansible_collections.kubeops.etcd.plugins.module_utils.runner import command_error, etcdctl_conn_args
 
 DEFAULT_CACERT = '/etc/kubernetes/pki/etcd/ca.crt'
@@ -28,7 +29,7 @@ DEFAULT_MANIFEST = '/etc/kubernetes/manifests/etcd.yaml'
 
 def connection_argument_spec():
     """Options every etcd-facing module takes (documented in doc_fragments/connection.py)."""
-    return dict(
+    spec = dict(
         endpoints=dict(type='list', elements='str'),
         cacert=dict(type='path', default=DEFAULT_CACERT),
         cert=dict(type='path', default=DEFAULT_CERT),
@@ -39,6 +40,8 @@ def connection_argument_spec():
         manifest_path=dict(type='path', default=DEFAULT_MANIFEST),
         command_timeout=dict(type='int', default=60),
     )
+    spec.update(tools_argument_spec())
+    return spec
 
 
 class EtcdConnection(object):

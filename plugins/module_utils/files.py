@@ -239,7 +239,8 @@ def snapshot_status(runner, tools, path):
     from ansible_collections.kubeops.etcd.plugins.module_utils.parsers import parse_snapshot_status
     from ansible_collections.kubeops.etcd.plugins.module_utils.runner import command_error
     tool = tools.require_status_tool()
-    result = runner.run([tool, 'snapshot', 'status', '-w', 'json', path], check_rc=False)
+    with runner.place.visible(path) as seen:
+        result = runner.run([tool, 'snapshot', 'status', '-w', 'json', seen], check_rc=False)
     if result.rc != 0:
         raise command_error(
             result, what='Reading snapshot %s with %s %s' % (path, tools.status_tool, tools.status_tool_version),

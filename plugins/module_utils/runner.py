@@ -16,6 +16,7 @@ import time
 
 from ansible.module_utils.common.text.converters import to_bytes, to_text
 
+from ansible_collections.kubeops.etcd.plugins.module_utils.containers import ContainerTools, HostTools, running_etcd_container
 from ansible_collections.kubeops.etcd.plugins.module_utils.errors import EtcdModuleError, node_name
 from ansible_collections.kubeops.etcd.plugins.module_utils.parsers import parse_version_output, version_tuple
 
@@ -92,11 +93,13 @@ class Runner(object):
         self.module = module
         params = getattr(module, 'params', None) or {}
         self.default_timeout = params.get('command_timeout') or DEFAULT_TIMEOUT
+        # Where etcdctl/etcdutl run: on the host, or in the etcd container (EtcdTools.detect sets it).
+        self.place = HostTools()
 
     def run(self, argv, check_rc=True, timeout=None, env=None, data=None):
         if not isinstance(argv, (list, tuple)) or not argv:
             raise EtcdModuleError('internal error: Runner.run needs a non-empty argv list, got %r' % (argv,))
-        argv = [to_text(arg, errors='surrogate_or_strict') for arg in argv]
+        argv = [to_text(arg, errors='surrogate_or_strict') for arg in self.place.argv(argv)]
         timeout = timeout or self.default_timeout
         environment = dict(os.environ)
         environment.update(FIXED_ENVIRONMENT)
@@ -189,6 +192,8 @@ class EtcdTools(object):
 
     def __init__(self, etcdctl=None, etcdutl=None, etcdctl_version=None, etcdutl_version=None,
                  supports_bump_revision=False):
+        # set when the tools are the running etcd container's (tools_source=container)
+        self.container_id = None
         self.etcdctl = etcdctl
         self.etcdutl = etcdutl
         self.etcdctl_version = etcdctl_version
@@ -243,20 +248,66 @@ class EtcdTools(object):
             'etcdutl_version': self.etcdutl_version,
             'restore_tool': self.restore_tool,
             'supports_bump_revision': self.supports_bump_revision,
+            'source': 'container' if self.container_id else 'host',
+            'container_id': self.container_id,
         }
 
     @classmethod
     def detect(cls, module, runner, etcdctl_path=None, etcdutl_path=None, probe_restore_help=True):
-        etcdctl = find_tool(module, 'etcdctl', etcdctl_path)
-        etcdutl = find_tool(module, 'etcdutl', etcdutl_path)
-        tools = cls(etcdctl=etcdctl, etcdutl=etcdutl)
-        if etcdctl:
-            tools.etcdctl_version = cls._version(runner, etcdctl)
-        if etcdutl:
-            tools.etcdutl_version = cls._version(runner, etcdutl)
+        """The tools this module run uses: on the host (paths, else PATH), or, with the module option
+        tools_source=container, those of the running etcd container (then ``runner`` runs them there)."""
+        params = getattr(module, 'params', None) or {}
+        if params.get('tools_source') == 'container':
+            tools = cls._in_container(module, runner)
+        else:
+            etcdctl = find_tool(module, 'etcdctl', etcdctl_path)
+            etcdutl = find_tool(module, 'etcdutl', etcdutl_path)
+            tools = cls(etcdctl=etcdctl, etcdutl=etcdutl)
+            if etcdctl:
+                tools.etcdctl_version = cls._version(runner, etcdctl)
+            if etcdutl:
+                tools.etcdutl_version = cls._version(runner, etcdutl)
         if probe_restore_help and tools.restore_path:
             result = runner.run([tools.restore_path, 'snapshot', 'restore', '--help'], check_rc=False)
             tools.supports_bump_revision = '--bump-revision' in result.stdout + result.stderr
+        return tools
+
+    @classmethod
+    def _in_container(cls, module, runner):
+        params = module.params
+        crictl = find_tool(module, 'crictl', params.get('crictl_path'))
+        if not crictl:
+            raise EtcdModuleError('tools_source=container needs crictl on %s, and it is not on PATH; set crictl_path.'
+                                  % node_name())
+        container = running_etcd_container(runner, crictl)
+        if not container:
+            raise EtcdModuleError(
+                'tools_source=container, but no etcd container runs on %s (`%s ps --name ^etcd$ --state running`). '
+                'Start etcd, or give the node tools of its own (etcdctl_path/etcdutl_path, or kubeops.etcd.etcd_tools '
+                'with mirror_url).' % (node_name(), crictl))
+        host_dir = mount_dir = error = None
+        try:
+            from ansible_collections.kubeops.etcd.plugins.module_utils.manifest import EtcdManifest
+            manifest = EtcdManifest.load(params.get('manifest_path') or '/etc/kubernetes/manifests/etcd.yaml')
+            host_dir, mount_dir = manifest.data_dir_host_path, manifest.data_dir
+        except EtcdModuleError as exc:
+            error = exc.msg
+        image = container.get('image')
+        image = image.get('image') if isinstance(image, dict) else image
+        runner.place = ContainerTools([crictl, 'exec', container['id']], container['id'], image or '', host_dir,
+                                      mount_dir, error)
+        tools = cls()
+        for name in ('etcdctl', 'etcdutl'):
+            result = runner.run([name, 'version'], check_rc=False)
+            version = parse_version_output(result.stdout) if result.rc == 0 else None
+            if version:
+                setattr(tools, name, name)
+                setattr(tools, name + '_version', version)
+        if not tools.etcdctl and not tools.etcdutl:
+            raise EtcdModuleError(
+                'The etcd container %s on %s offers neither etcdctl nor etcdutl (`crictl exec %s etcdctl version` '
+                'failed); give the node tools of its own.' % (container['id'][:13], node_name(), container['id'][:13]))
+        tools.container_id = container['id']
         return tools
 
     @staticmethod

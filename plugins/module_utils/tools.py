@@ -67,6 +67,24 @@ def needed_tools(cluster_version, wanted=('etcdctl', 'etcdutl')):
     return tools
 
 
+def needed_for(purpose, cluster_version):
+    """The tools a task needs. A backup streams with etcdctl and checks the file with `snapshot status`, which
+    etcdctl has until 3.5 and etcdutl from 3.5 on; a restore takes etcdutl from 3.5 on (etcdctl's restore is
+    deprecated there and gone in 3.6) and etcdctl for the live cluster."""
+    if purpose == 'backup':
+        parsed = minor(cluster_version)
+        return ['etcdctl', 'etcdutl'] if parsed and parsed >= (3, 6) else ['etcdctl']
+    return needed_tools(cluster_version)
+
+
+def module_options(source, tools, crictl):
+    """What this collection's modules take to use the chosen tools (None: omit the option)."""
+    if source == 'container':
+        return {'tools_source': 'container', 'etcdctl_path': None, 'etcdutl_path': None, 'crictl_path': crictl}
+    return {'tools_source': 'host', 'etcdctl_path': (tools or {}).get('etcdctl'),
+            'etcdutl_path': (tools or {}).get('etcdutl'), 'crictl_path': None}
+
+
 def image_info(image):
     """What an etcd image reference says: {image, tag, version, kind, tools, has_shell}.
 

@@ -45,6 +45,7 @@ options:
     default: true
 extends_documentation_fragment:
   - kubeops.etcd.connection
+  - kubeops.etcd.tools
   - kubeops.etcd.attributes
   - kubeops.etcd.attributes.info_module
   - kubeops.etcd.attributes.actiongroup_etcd
@@ -182,20 +183,37 @@ def check_once(runner, etcdctl, conn, params):
     return cluster
 
 
+def find_etcdctl(module, runner):
+    params = module.params
+    tools = EtcdTools.detect(module, runner, params['etcdctl_path'], params['etcdutl_path'], probe_restore_help=False)
+    return tools.require_etcdctl('check the cluster')
+
+
 def run_module(module):
     params = module.params
     runner = Runner(module)
-    tools = EtcdTools.detect(module, runner, params['etcdctl_path'], params['etcdutl_path'], probe_restore_help=False)
-    etcdctl = tools.require_etcdctl('check the cluster')
-    conn = resolve_connection(module, load_manifest(module) if needs_manifest(module) else None)
-
     started = time.time()
     deadline = started + max(params['wait_timeout'], 0)
+    # The etcd container's tools exist only while it runs, and a restarted container has a new ID: while waiting,
+    # a container that is not (yet) there is a state to wait out, and a failed probe looks for it again.
+    in_container = params['tools_source'] == 'container'
+    etcdctl = None if in_container else find_etcdctl(module, runner)
+    conn = resolve_connection(module, load_manifest(module) if needs_manifest(module) else None)
     attempts = 0
     while True:
         attempts += 1
         round_started = time.time()
+        if etcdctl is None:
+            try:
+                etcdctl = find_etcdctl(module, runner)
+            except EtcdModuleError:
+                if not in_container or round_started >= deadline:
+                    raise
+                time.sleep(max(0.0, min(POLL_INTERVAL, deadline - time.time())))
+                continue
         if round_started < deadline and not endpoints_ready(runner, etcdctl, conn):
+            if in_container:
+                etcdctl = None
             time.sleep(max(0.0, min(READY_POLL_INTERVAL - (time.time() - round_started), deadline - time.time())))
             continue
         cluster = check_once(runner, etcdctl, conn, params)

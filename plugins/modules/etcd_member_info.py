@@ -52,6 +52,7 @@ options:
     default: []
 extends_documentation_fragment:
   - kubeops.etcd.connection
+  - kubeops.etcd.tools
   - kubeops.etcd.attributes
   - kubeops.etcd.attributes.info_module
   - kubeops.etcd.attributes.actiongroup_etcd

@@ -114,8 +114,15 @@ options:
     description: Seconds after which the restore command is stopped and the module fails.
     type: int
     default: 600
+  manifest_path:
+    description:
+      - kubeadm static pod manifest of the etcd member on the node; with O(tools_source=container) it tells the
+        data volume through which the container's tools read the snapshot and write the restore.
+    type: path
+    default: /etc/kubernetes/manifests/etcd.yaml
 extends_documentation_fragment:
   - kubeops.etcd.attributes
+  - kubeops.etcd.tools
   - kubeops.etcd.attributes.ACTIONGROUP_ETCD
 attributes:
   check_mode:
@@ -260,6 +267,7 @@ from ansible_collections.kubeops.etcd.plugins.module_utils.files import (
 from ansible_collections.kubeops.etcd.plugins.module_utils.identity import (
     bootstrap_identity, id_hex, normalize_peer_url, parse_initial_cluster)
 from ansible_collections.kubeops.etcd.plugins.module_utils.parsers import parse_snapshot_status
+from ansible_collections.kubeops.etcd.plugins.module_utils.containers import ContainerTools, move_tree, tools_argument_spec
 from ansible_collections.kubeops.etcd.plugins.module_utils.runner import EtcdTools, Runner, command_error
 from ansible_collections.kubeops.etcd.plugins.module_utils.space import restored_dir_bytes
 
@@ -426,7 +434,8 @@ def snapshot_facts(runner, tools, snapshot, skip_hash_check, expected_sha256=Non
 
 
 def database_status(runner, tools, path, what):
-    result = runner.run([tools.status_path, 'snapshot', 'status', path, '-w', 'json'], check_rc=False)
+    with runner.place.visible(path) as seen:
+        result = runner.run([tools.status_path, 'snapshot', 'status', seen, '-w', 'json'], check_rc=False)
     if result.rc != 0:
         raise command_error(result, what='Reading %s with `%s snapshot status`' % (what, tools.status_tool),
                             fix='The file is not a readable etcd database.')
@@ -499,6 +508,27 @@ def remove_own_temp(path):
         shutil.rmtree(path, ignore_errors=True)
 
 
+def restore_into(runner, tools, params, plan, temp):
+    """Run the restore tool into temp. The etcd container's tools write only into its data volume: there they
+    restore into a scratch dir, which is then moved to temp."""
+    what = 'Restoring %s with %s %s' % (params['snapshot'], tools.restore_tool, tools.restore_tool_version)
+    fix = 'Nothing was written to %s.' % plan['data_dir']
+    if not isinstance(runner.place, ContainerTools):
+        result = runner.run(restore_argv(tools, params['snapshot'], temp, params, plan['inputs']), check_rc=False)
+        if result.rc != 0:
+            raise command_error(result, what=what, fix=fix)
+        return result
+    with runner.place.scratch('restore') as (host_dir, container_dir):
+        with runner.place.visible(params['snapshot']) as seen:
+            result = runner.run(restore_argv(tools, seen, os.path.join(container_dir, 'data'), params, plan['inputs']),
+                                check_rc=False)
+        if result.rc != 0:
+            raise command_error(result, what=what, fix=fix)
+        if os.path.isdir(os.path.join(host_dir, 'data')):
+            move_tree(os.path.join(host_dir, 'data'), temp)
+    return result
+
+
 def run_restore(module, runner, tools, plan, params):
     """Restore into a temporary sibling, check it, then rename it to data_dir. Returns the restored revision."""
     data_dir = plan['data_dir']
@@ -507,10 +537,7 @@ def run_restore(module, runner, tools, plan, params):
         raise EtcdModuleError('%s already exists on %s (another restore running?); wait a second and retry.'
                               % (temp, node_name()), path=temp)
     try:
-        result = runner.run(restore_argv(tools, params['snapshot'], temp, params, plan['inputs']), check_rc=False)
-        if result.rc != 0:
-            what = 'Restoring %s with %s %s' % (params['snapshot'], tools.restore_tool, tools.restore_tool_version)
-            raise command_error(result, what=what, fix='Nothing was written to %s.' % data_dir)
+        result = restore_into(runner, tools, params, plan, temp)
         for part in ('member/snap/db', 'member/wal'):
             if not os.path.exists(os.path.join(temp, part)):
                 raise EtcdModuleError(
@@ -588,24 +615,27 @@ def result_from_marker(plan, marker, changed, moved_aside=None, duration=0.0):
 
 
 def main():
+    argument_spec = tools_argument_spec()
+    argument_spec.update(
+        snapshot=dict(type='path', required=True),
+        data_dir=dict(type='path', required=True),
+        name=dict(type='str', required=True),
+        initial_cluster=dict(type='str', required=True),
+        initial_cluster_token=dict(type='str', required=True, no_log=False),
+        initial_advertise_peer_urls=dict(type='list', elements='str', required=True),
+        bump_revision=dict(type='int'),
+        mark_compacted=dict(type='bool'),
+        expected_sha256=dict(type='str'),
+        skip_hash_check=dict(type='bool', default=False),
+        owner_from=dict(type='path'),
+        force=dict(type='bool', default=False),
+        etcdctl_path=dict(type='path'),
+        etcdutl_path=dict(type='path'),
+        manifest_path=dict(type='path', default='/etc/kubernetes/manifests/etcd.yaml'),
+        command_timeout=dict(type='int', default=600),
+    )
     module = AnsibleModule(
-        argument_spec=dict(
-            snapshot=dict(type='path', required=True),
-            data_dir=dict(type='path', required=True),
-            name=dict(type='str', required=True),
-            initial_cluster=dict(type='str', required=True),
-            initial_cluster_token=dict(type='str', required=True, no_log=False),
-            initial_advertise_peer_urls=dict(type='list', elements='str', required=True),
-            bump_revision=dict(type='int'),
-            mark_compacted=dict(type='bool'),
-            expected_sha256=dict(type='str'),
-            skip_hash_check=dict(type='bool', default=False),
-            owner_from=dict(type='path'),
-            force=dict(type='bool', default=False),
-            etcdctl_path=dict(type='path'),
-            etcdutl_path=dict(type='path'),
-            command_timeout=dict(type='int', default=600),
-        ),
+        argument_spec=argument_spec,
         # mark_compacted=false alone is fine, so the pair rule (one exactly when the other) is checked in
         # validate_params; required_by gives the standard message for the common omission.
         required_by={'bump_revision': 'mark_compacted'},

@@ -73,6 +73,7 @@ options:
     default: true
 extends_documentation_fragment:
   - kubeops.etcd.connection
+  - kubeops.etcd.tools
   - kubeops.etcd.attributes
   - kubeops.etcd.attributes.actiongroup_etcd
 attributes:
@@ -345,6 +346,7 @@ from ansible_collections.kubeops.etcd.plugins.module_utils.connection import (
     query_cluster,
     resolve_connection,
 )
+from ansible_collections.kubeops.etcd.plugins.module_utils.containers import ContainerTools, move_file
 from ansible_collections.kubeops.etcd.plugins.module_utils.errors import EtcdModuleError, node_name
 from ansible_collections.kubeops.etcd.plugins.module_utils.files import (
     TRAILING_HASH_SIZE,
@@ -446,6 +448,20 @@ def refuse_unhealthy(cluster, endpoints):
         cluster=cluster, cluster_healthy=False, problems=cluster['problems'])
 
 
+def save(runner, etcdctl, conn, endpoint, path, path_for_tool, timeout):
+    """etcdctl snapshot save into path (named path_for_tool where etcdctl runs)."""
+    result = runner.run([etcdctl] + conn.args([endpoint]) + ['snapshot', 'save', path_for_tool],
+                        check_rc=False, timeout=timeout)
+    if result.rc != 0:
+        fix = 'Check that etcd runs at %s and that cacert/cert/key are right.' % endpoint
+        if 'no space left' in (result.stderr + result.stdout).lower():
+            fix = 'Free space on the filesystem of %s or choose another dest.' % os.path.dirname(path)
+        raise command_error(result, what='etcdctl snapshot save from %s into %s' % (endpoint, path), fix=fix)
+    if not os.path.isfile(path):
+        raise EtcdModuleError('etcdctl snapshot save reported success on %s but %s does not exist.'
+                              % (node_name(), path), **result.details())
+
+
 def take_snapshot(runner, etcdctl, conn, endpoint, part, timeout):
     """Stream the snapshot into part; remove what etcdctl left behind on any failure.
 
@@ -456,16 +472,14 @@ def take_snapshot(runner, etcdctl, conn, endpoint, part, timeout):
     leftovers = [part, part + '.part']
     started = time.time()
     try:
-        result = runner.run([etcdctl] + conn.args([endpoint]) + ['snapshot', 'save', part],
-                            check_rc=False, timeout=timeout)
-        if result.rc != 0:
-            fix = 'Check that etcd runs at %s and that cacert/cert/key are right.' % endpoint
-            if 'no space left' in result.stderr.lower():
-                fix = 'Free space on the filesystem of %s or choose another dest.' % os.path.dirname(part)
-            raise command_error(result, what='etcdctl snapshot save from %s into %s' % (endpoint, part), fix=fix)
-        if not os.path.isfile(part):
-            raise EtcdModuleError('etcdctl snapshot save reported success on %s but %s does not exist.'
-                                  % (node_name(), part), **result.details())
+        if isinstance(runner.place, ContainerTools):
+            # etcdctl in the container writes only into its volumes: save there, then move the file out.
+            with runner.place.scratch('snapshot') as (host_dir, container_dir):
+                save(runner, etcdctl, conn, endpoint, os.path.join(host_dir, 'snapshot.db'),
+                     os.path.join(container_dir, 'snapshot.db'), timeout)
+                move_file(os.path.join(host_dir, 'snapshot.db'), part)
+        else:
+            save(runner, etcdctl, conn, endpoint, part, part, timeout)
     except BaseException:
         for leftover in leftovers:
             remove_if_exists(leftover)

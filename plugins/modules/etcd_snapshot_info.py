@@ -58,10 +58,17 @@ options:
       - Seconds after which C(snapshot status) is stopped and the module fails.
     type: int
     default: 60
+  manifest_path:
+    description:
+      - kubeadm static pod manifest of the etcd member on the node; with O(tools_source=container) it tells the
+        data volume through which the container's tools read the snapshot.
+    type: path
+    default: /etc/kubernetes/manifests/etcd.yaml
 requirements:
   - C(etcdutl) 3.5+ (Debian/Ubuntu package C(etcd-server)), or C(etcdctl) older than 3.6, on the managed node.
 extends_documentation_fragment:
   - kubeops.etcd.attributes
+  - kubeops.etcd.tools
   - kubeops.etcd.attributes.info_module
   - kubeops.etcd.attributes.actiongroup_etcd
 notes:
@@ -192,6 +199,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.kubeops.etcd.plugins.module_utils.errors import EtcdModuleError, node_name
 from ansible_collections.kubeops.etcd.plugins.module_utils.files import TRAILING_HASH_SIZE, verify_snapshot_file
+from ansible_collections.kubeops.etcd.plugins.module_utils.containers import tools_argument_spec
 from ansible_collections.kubeops.etcd.plugins.module_utils.runner import EtcdTools, Runner
 from ansible_collections.kubeops.etcd.plugins.module_utils.secrets_scan import secrets_summary
 
@@ -268,15 +276,18 @@ def run_module(module):
 
 
 def main():
+    argument_spec = tools_argument_spec()
+    argument_spec.update(
+        path=dict(type='path', required=True),
+        metadata_path=dict(type='path'),
+        require_metadata=dict(type='bool', default=False),
+        etcdctl_path=dict(type='path'),
+        etcdutl_path=dict(type='path'),
+        manifest_path=dict(type='path', default='/etc/kubernetes/manifests/etcd.yaml'),
+        command_timeout=dict(type='int', default=60),
+    )
     module = AnsibleModule(
-        argument_spec=dict(
-            path=dict(type='path', required=True),
-            metadata_path=dict(type='path'),
-            require_metadata=dict(type='bool', default=False),
-            etcdctl_path=dict(type='path'),
-            etcdutl_path=dict(type='path'),
-            command_timeout=dict(type='int', default=60),
-        ),
+        argument_spec=argument_spec,
         supports_check_mode=True,
     )
     try:

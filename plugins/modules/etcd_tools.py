@@ -46,10 +46,25 @@ options:
     description:
       - The tools the caller needs. A 3.4 cluster has no C(etcdutl); there C(etcdctl) restores and only it is needed.
       - The first source that has every needed tool wins.
+      - Default both, or what O(purpose) needs.
     type: list
     elements: str
     choices: [etcdctl, etcdutl]
-    default: [etcdctl, etcdutl]
+  purpose:
+    description:
+      - Ask for the tools of a task instead of naming them.
+      - V(backup) needs C(etcdctl), plus C(etcdutl) from etcd 3.6 on (its C(etcdctl) no longer checks snapshot files).
+      - V(restore) needs C(etcdctl) and C(etcdutl); for 3.4 only C(etcdctl), which restores.
+    type: str
+    choices: [backup, restore]
+  etcdctl_path:
+    description:
+      - C(etcdctl) on the host to use first (it must be of the cluster's minor version). Default from C(PATH).
+    type: path
+  etcdutl_path:
+    description:
+      - C(etcdutl) on the host to use first, as O(etcdctl_path).
+    type: path
   mirror_url:
     description:
       - Where the release tarball is, as a template with C({version}) (C(3.5.30)) and C({arch}) (C(amd64)), like
@@ -190,6 +205,13 @@ container_id:
   description: ID of the running etcd container, V(null) when none runs.
   returned: always
   type: str
+module_options:
+  description:
+    - The options to give this collection's modules on this node so that they use these tools
+      (C(tools_source), C(etcdctl_path), C(etcdutl_path), C(crictl_path)); V(null) values are to be omitted.
+  returned: always
+  type: dict
+  sample: {tools_source: container, etcdctl_path: null, etcdutl_path: null, crictl_path: /usr/bin/crictl}
 container_exec:
   description: argv prefix that runs a command in the etcd container (C([crictl, exec, <id>])), V(null) without one.
   returned: always
@@ -241,9 +263,10 @@ from ansible.module_utils.common.text.converters import to_native
 from ansible.module_utils.six.moves.urllib.parse import unquote, urlparse
 from ansible.module_utils.urls import open_url
 
+from ansible_collections.kubeops.etcd.plugins.module_utils.containers import running_etcd_container
 from ansible_collections.kubeops.etcd.plugins.module_utils.errors import EtcdModuleError, node_name
 from ansible_collections.kubeops.etcd.plugins.module_utils.files import move_aside, sha256_file, timestamp
-from ansible_collections.kubeops.etcd.plugins.module_utils.parsers import load_json, parse_version_output
+from ansible_collections.kubeops.etcd.plugins.module_utils.parsers import parse_version_output
 from ansible_collections.kubeops.etcd.plugins.module_utils.runner import Runner, find_tool
 from ansible_collections.kubeops.etcd.plugins.module_utils import tools as resolver
 
@@ -254,7 +277,7 @@ CHUNK = 1024 * 1024
 def host_tools(module, runner):
     found = {}
     for name in ('etcdctl', 'etcdutl'):
-        path = find_tool(module, name)
+        path = find_tool(module, name, module.params[name + '_path'])
         found[name] = None
         if path:
             result = runner.run([path, 'version'], check_rc=False)
@@ -269,17 +292,11 @@ def etcd_container(module, runner):
     crictl = find_tool(module, 'crictl', module.params['crictl_path'])
     if not crictl:
         return None, None
-    result = runner.run([crictl, 'ps', '--name', '^etcd$', '--state', 'running', '-o', 'json'], check_rc=False)
-    if result.rc != 0:
-        module.warn('`%s` failed on %s (rc=%s): %s; the etcd container is not used.'
-                    % (result.cmd, node_name(), result.rc, result.stderr.strip()))
+    try:
+        return crictl, running_etcd_container(runner, crictl)
+    except EtcdModuleError as exc:
+        module.warn('%s The etcd container is not used.' % exc.msg)
         return crictl, None
-    listing = load_json(result.stdout, '`%s`' % result.cmd)
-    for container in listing.get('containers') or []:
-        labels = container.get('labels') or {}
-        if labels.get('io.kubernetes.pod.namespace', 'kube-system') == 'kube-system':
-            return crictl, container
-    return crictl, None
 
 
 def container_tools(runner, crictl, container_id):
@@ -472,7 +489,8 @@ def run_module(module):
         raise EtcdModuleError(
             'Cannot tell the etcd version on %s: the image %r in %s has no version tag. Set etcd_version.'
             % (node_name(), image, params['manifest_path']), path=params['manifest_path'])
-    needed = resolver.needed_tools(version, params['tools'])
+    needed = resolver.needed_for(params['purpose'], version) if params['purpose'] \
+        else resolver.needed_tools(version, params['tools'] or ['etcdctl', 'etcdutl'])
 
     host = host_tools(module, runner)
     crictl, container = etcd_container(module, runner)
@@ -532,6 +550,7 @@ def run_module(module):
         'container_id': container['id'] if container else None,
         'container_exec': [crictl, 'exec', container['id']] if container else None,
         'host_tools': host, 'container_tools': found_in_container,
+        'module_options': resolver.module_options(plan['source'], plan['tools'], crictl),
     }
     if mirror_result:
         result['mirror'] = mirror_result
@@ -543,7 +562,10 @@ def main():
         argument_spec=dict(
             manifest_path=dict(type='path', default='/etc/kubernetes/manifests/etcd.yaml'),
             etcd_version=dict(type='str'),
-            tools=dict(type='list', elements='str', choices=['etcdctl', 'etcdutl'], default=['etcdctl', 'etcdutl']),
+            tools=dict(type='list', elements='str', choices=['etcdctl', 'etcdutl']),
+            purpose=dict(type='str', choices=['backup', 'restore']),
+            etcdctl_path=dict(type='path'),
+            etcdutl_path=dict(type='path'),
             mirror_url=dict(type='str'),
             sha256sums_url=dict(type='str'),
             sha256=dict(type='str'),
@@ -554,6 +576,7 @@ def main():
             timeout=dict(type='int', default=60),
             crictl_path=dict(type='path'),
         ),
+        mutually_exclusive=[('tools', 'purpose')],
         supports_check_mode=True,
     )
     try:

@@ -201,3 +201,28 @@ def test_a_binary_that_is_a_link_or_missing_is_refused():
     with pytest.raises(ValueError, match='no etcdctl or etcdutl'):
         tools.select_binaries([(m[0].replace(TOP, 'etcd-v3.5.16-linux-arm64'), m[1], m[2]) for m in release()],
                               '3.5.16', 'amd64')
+
+
+@pytest.mark.parametrize('purpose,version,needed', [
+    ('backup', '3.4.23', ['etcdctl']),
+    ('backup', '3.5.16', ['etcdctl']),
+    # etcdctl 3.6 has no `snapshot status`: the file is checked with etcdutl
+    ('backup', '3.6.5', ['etcdctl', 'etcdutl']),
+    ('restore', '3.4.23', ['etcdctl']),
+    ('restore', '3.5.1', ['etcdctl', 'etcdutl']),
+    ('restore', '3.6.5', ['etcdctl', 'etcdutl']),
+])
+def test_the_tools_each_purpose_needs(purpose, version, needed):
+    assert tools.needed_for(purpose, version) == needed
+
+
+def test_module_options_say_where_the_tools_run():
+    assert tools.module_options('container', {'etcdctl': 'etcdctl', 'etcdutl': 'etcdutl'}, '/usr/bin/crictl') == {
+        'tools_source': 'container', 'etcdctl_path': None, 'etcdutl_path': None, 'crictl_path': '/usr/bin/crictl'}
+    installed = {'etcdctl': '/var/lib/kubeops-etcd/tools/etcd-v3.5.16-linux-amd64/etcdctl',
+                 'etcdutl': '/var/lib/kubeops-etcd/tools/etcd-v3.5.16-linux-amd64/etcdutl'}
+    assert tools.module_options('mirror', installed, '/usr/bin/crictl') == {
+        'tools_source': 'host', 'etcdctl_path': installed['etcdctl'], 'etcdutl_path': installed['etcdutl'],
+        'crictl_path': None}
+    assert tools.module_options('host', {'etcdctl': '/usr/bin/etcdctl'}, None)['etcdutl_path'] is None
+    assert tools.module_options(None, {}, None)['tools_source'] == 'host'

@@ -123,6 +123,8 @@ def test_describes_member_data_dir_and_tools(node, monkeypatch, module_exits, ve
         'etcdutl_version': None if version == '3.4.23' else expected_version,
         'restore_tool': restore_tool,
         'supports_bump_revision': bump,
+        'source': 'host',
+        'container_id': None,
     }
     assert 'cluster' not in result
     assert module_exits == []
@@ -181,7 +183,8 @@ def test_no_tools_installed_is_reported_not_fatal(node, monkeypatch):
     ok, result = run(dict(manifest_path=str(node['manifest'])))
     assert ok
     assert result['tools'] == {'etcdctl': None, 'etcdctl_version': None, 'etcdutl': None, 'etcdutl_version': None,
-                               'restore_tool': None, 'supports_bump_revision': False}
+                               'restore_tool': None, 'supports_bump_revision': False, 'source': 'host',
+                               'container_id': None}
 
 
 APISERVER_FIXTURES = os.path.join(os.path.dirname(__file__), '..', '..', 'fixtures', 'manifests')
