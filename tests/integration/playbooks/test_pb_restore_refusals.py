@@ -1,6 +1,7 @@
 """Restores that must be refused in preflight, and --check: each changes nothing at all (manifests byte
 for byte, the same containers running, no new directory, etcd data unchanged). The lab's cp2 has no
-etcd tools (no_tools); the tests that need them on cp2 point etcd_restore_etcdutl_path at a copy."""
+etcd tools on the host (no_tools): it uses its etcd container's, or the etcdutl that some tests point
+etcd_restore_etcdutl_path at, as an operator would."""
 
 import json
 import os
@@ -61,9 +62,13 @@ def test_snapshot_not_matching_its_metadata_is_refused(lab, run_playbook, snapsh
     assert "is corrupt or not the file its metadata describes" in message, message
 
 
-def test_missing_restore_tool_on_one_node_is_refused(lab, run_playbook, snapshot):
-    message = refused(run_playbook, lab, snapshot)
-    assert "cp2: no etcd restore tool" in message, message
+def test_a_restore_tool_path_that_is_not_a_tool_is_refused_on_its_node(lab, run_playbook, snapshot, tmp_path):
+    # cp2 has no tools on the host, so without a path it would use its etcd container's; a path set by hand
+    # that is wrong is bad input, refused before anything changes.
+    overlay = h.write_inventory_overlay(str(tmp_path / "overlay.yml"),
+                                        {"cp2": {"etcd_restore_etcdutl_path": "/usr/local/bin/no-such-etcdutl"}})
+    message = refused(run_playbook, lab, snapshot, extra_args=overlay)
+    assert message.startswith("cp2: etcdutl_path /usr/local/bin/no-such-etcdutl on cp2 is not an executable file"), message
     assert "etcd_restore_etcdutl_path" in message
     assert "cp1:" not in message and "cp3:" not in message
 
