@@ -666,7 +666,7 @@ class Lab:
             pid = int(e)
             procs.append((pid, marker in _proc_environ(pid),
                           ("mnt", _ns_inode(pid, "mnt")), ("uts", _ns_inode(pid, "uts"))))
-        ours = {ns for _, marked, mnt, uts in procs if marked for ns in (mnt, uts) if ns in recorded}
+        ours = {ns for _pid, marked, mnt, uts in procs if marked for ns in (mnt, uts) if ns in recorded}
         pids = {pid for pid, marked, mnt, uts in procs if marked or mnt in ours or uts in ours}
         return {p for p in pids if _alive(p)}
 
