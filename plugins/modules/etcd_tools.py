@@ -493,6 +493,15 @@ def run_module(module):
         else resolver.needed_tools(version, params['tools'] or ['etcdctl', 'etcdutl'])
 
     host = host_tools(module, runner)
+    for name in ('etcdctl', 'etcdutl'):
+        given = params[name + '_path']
+        if given and host[name] and not resolver.same_minor(host[name]['version'], version):
+            # A path set by hand that is not of the cluster's version is a mistake to fix, not a source to skip.
+            raise EtcdModuleError(
+                '%s_path %s on %s is %s %s, but the cluster runs etcd %s (%s): point it at %s of etcd %s, or unset it '
+                'to use the etcd container\'s tools or the mirror.'
+                % (name, given, node_name(), name, host[name]['version'], version, params['manifest_path'], name,
+                   resolver.minor_text(version) + '.x'), path=given)
     crictl, container = etcd_container(module, runner)
     found_in_container = {'etcdctl': None, 'etcdutl': None}
     container_facts = None

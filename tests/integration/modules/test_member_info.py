@@ -77,7 +77,8 @@ def test_member_info_from_manifest_and_node(lab, run_playbook):
             assert tools["supports_bump_revision"] is BUMP_SUPPORTED[version]
         else:
             assert tools == {"etcdctl": None, "etcdctl_version": None, "etcdutl": None, "etcdutl_version": None,
-                             "restore_tool": None, "supports_bump_revision": False}
+                             "restore_tool": None, "supports_bump_revision": False, "source": "host",
+                             "container_id": None}
         assert ("data-inconsistency" in " ".join(result.get("warnings", []))) is (version == "3.5.1")
 
 

@@ -34,8 +34,9 @@ def test_restore_tool_of_another_minor_version_is_refused(lab, run_playbook, bac
     assert run.rc != 0, run
     messages = " | ".join(r["result"].get("msg", "") for r in run.failed())
     for host in h.hosts(lab):
-        assert ("%s: the restore tool is etcdutl 3.5.30, but the cluster runs etcd 3.4.23" % host) in messages, messages
-    assert "install etcdctl 3.4.x on this node or set etcd_restore_etcdctl_path" in messages
+        assert ("%s: etcdutl_path %s on %s is etcdutl 3.5.30, but the cluster runs etcd 3.4.23"
+                % (host, etcdutl_35, host)) in messages, messages
+    assert "point it at etcdutl of etcd 3.4.x, or unset it" in messages and "etcd_restore_etcdutl_path" in messages
     assert h.node_state(lab) == before
     assert h.keys(lab, with_values=True) == keys_before
 
