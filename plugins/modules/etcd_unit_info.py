@@ -1,0 +1,210 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) kubeops.etcd contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: etcd_unit_info
+short_description: Describe etcd members run as systemd services
+version_added: 0.2.0
+description:
+  - Reads an etcd systemd unit the way systemd and etcd read it, with C(systemctl cat) (the unit file and its drop-ins),
+    the C(EnvironmentFile)s it names and, with C(--config-file) or C(ETCD_CONFIG_FILE), etcd's YAML config file.
+  - Reports the member etcd runs (name, data directory, client and peer URLs, initial cluster, token and state, certificate
+    files, service user and group) and where the data directory is defined - the flag in C(ExecStart), the variable in an
+    environment file or C(Environment=), or the key in the config file - which M(kubeops.etcd.etcd_unit_datadir) changes.
+  - With a config file, etcd ignores every flag and variable, and so does this module. Without one, a setting given
+    both as a flag and as an C(ETCD_*) variable makes etcd exit at start; the module fails and names both places.
+  - Fails for a unit that leaves the data directory to etcd's default (C(<name>.etcd) in the working directory), which
+    cannot be repointed; set it explicitly first.
+  - With O(etcd_servers), also tells which of the units serve the API servers' C(--etcd-servers), for hosts that run
+    several etcd units.
+  - Runs C(systemctl cat) and reads files; changes nothing.
+author:
+  - kubeops.etcd maintainers (@kubeops)
+requirements:
+  - systemd (C(systemctl)) on the managed node.
+  - PyYAML on the managed node when a unit uses an etcd config file.
+options:
+  unit:
+    description:
+      - The etcd unit to read. Ignored when O(units) is given.
+    type: str
+    default: etcd.service
+  units:
+    description:
+      - Several etcd units to read, for hosts that run more than one (told apart by their client URLs).
+    type: list
+    elements: str
+  etcd_servers:
+    description:
+      - The API servers' C(--etcd-servers) URLs. When given, RV(serving_units) lists the units whose advertised or
+        listened client URLs match one of them (scheme, host and port compared; default ports and trailing slashes
+        ignored), and the module fails when none does.
+    type: list
+    elements: str
+extends_documentation_fragment:
+  - kubeops.etcd.attributes
+  - kubeops.etcd.attributes.INFO_MODULE
+seealso:
+  - module: kubeops.etcd.etcd_unit_datadir
+  - module: kubeops.etcd.etcd_member_info
+'''
+
+EXAMPLES = r'''
+- name: Read the etcd unit kubespray installs (settings in /etc/etcd.env)
+  kubeops.etcd.etcd_unit_info:
+  register: etcd_unit
+
+- name: Show where the data directory is defined
+  ansible.builtin.debug:
+    msg: >-
+      {{ etcd_unit.member.name }} keeps its data in {{ etcd_unit.member.data_dir }}, set by
+      {{ etcd_unit.units[0].data_dir_location.kind }} in {{ etcd_unit.units[0].data_dir_location.file }}
+
+- name: Find which of two etcd units serves the API servers
+  kubeops.etcd.etcd_unit_info:
+    units:
+      - etcd.service
+      - etcd-events.service
+    etcd_servers: "{{ apiserver.etcd_servers }}"
+  register: etcd_units
+'''
+
+RETURN = r'''
+units:
+  description: One entry per unit, in the order asked.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    unit:
+      description: The unit name.
+      type: str
+      sample: etcd.service
+    fragment_path:
+      description: The unit file.
+      type: str
+      sample: /etc/systemd/system/etcd.service
+    drop_in_paths:
+      description: Its drop-ins, in the order systemd applies them.
+      type: list
+      elements: str
+      sample: [/etc/systemd/system/etcd.service.d/10-override.conf]
+    environment_files:
+      description: The C(EnvironmentFile)s in effect, each with C(path), C(optional) (a C(-) prefix) and C(exists).
+      type: list
+      elements: dict
+      sample: [{path: /etc/etcd.env, optional: false, exists: true}]
+    exec_start:
+      description: The command systemd runs, split into words, with specifiers and variables resolved.
+      type: list
+      elements: str
+      sample: [/usr/local/bin/etcd]
+    working_directory:
+      description: C(WorkingDirectory=), or V(null) (C(/) for system services).
+      type: str
+    member:
+      description:
+        - The member this unit runs. Settings it does not make are etcd's defaults.
+        - C(group) is V(null) when the unit sets no C(Group=) (the user's primary group).
+      type: dict
+      sample:
+        name: etcd1
+        data_dir: /var/lib/etcd
+        listen_client_urls: [https://10.0.0.21:2379, https://127.0.0.1:2379]
+        advertise_client_urls: [https://10.0.0.21:2379]
+        listen_peer_urls: [https://10.0.0.21:2380]
+        peer_urls: [https://10.0.0.21:2380]
+        initial_cluster: etcd1=https://10.0.0.21:2380,etcd2=https://10.0.0.22:2380,etcd3=https://10.0.0.23:2380
+        initial_cluster_token: k8s_etcd
+        initial_cluster_state: existing
+        cert_file: /etc/ssl/etcd/ssl/member-node1.pem
+        key_file: /etc/ssl/etcd/ssl/member-node1-key.pem
+        trusted_ca_file: /etc/ssl/etcd/ssl/ca.pem
+        peer_cert_file: /etc/ssl/etcd/ssl/member-node1.pem
+        peer_key_file: /etc/ssl/etcd/ssl/member-node1-key.pem
+        peer_trusted_ca_file: /etc/ssl/etcd/ssl/ca.pem
+        user: root
+        group: null
+        config_file: null
+    data_dir_location:
+      description:
+        - Where the data directory is defined. C(kind) is C(flag) (in C(ExecStart); C(file), C(line)), C(env)
+          (C(file), C(line), C(variable); the file is a unit file or drop-in for C(Environment=)) or C(config)
+          (C(file), C(key)).
+      type: dict
+      sample: {kind: env, file: /etc/etcd.env, line: 2, variable: ETCD_DATA_DIR}
+member:
+  description:
+    - The member of the only unit read, or of the only unit serving O(etcd_servers); V(null) otherwise.
+    - Same keys as RV(units[].member).
+  returned: always
+  type: dict
+serving_units:
+  description: The units serving O(etcd_servers); V(null) without O(etcd_servers).
+  returned: always
+  type: list
+  elements: str
+  sample: [etcd.service]
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.kubeops.etcd.plugins.module_utils.errors import EtcdModuleError, node_name
+from ansible_collections.kubeops.etcd.plugins.module_utils.etcd_unit import load_from_disk, serving_units
+from ansible_collections.kubeops.etcd.plugins.module_utils.runner import Runner, command_error
+
+
+def load_unit(module, runner, unit):
+    """The unit as systemd and etcd read it, from `systemctl cat` and the files on disk."""
+    systemctl = module.get_bin_path('systemctl', required=False)
+    if not systemctl:
+        raise EtcdModuleError('systemctl not found on %s: etcd units can only be read on a host that runs systemd.'
+                              % node_name(), unit=unit)
+    result = runner.run([systemctl, 'cat', '--no-pager', '--', unit], check_rc=False)
+    if result.rc != 0:
+        raise command_error(result, what='Reading unit %s' % unit,
+                            fix='Check the unit name (systemctl list-units --all \'etcd*\') or set unit/units.')
+    return load_from_disk(unit, result.stdout)
+
+
+def run_module(module):
+    runner = Runner(module)
+    names = module.params['units'] or [module.params['unit']]
+    entries = [load_unit(module, runner, name).describe() for name in names]
+    result = {'changed': False, 'units': entries, 'member': None, 'serving_units': None}
+    if module.params['etcd_servers']:
+        result['serving_units'] = serving_units([(e['unit'], e['member']) for e in entries],
+                                                module.params['etcd_servers'])
+        serving = [e for e in entries if e['unit'] in result['serving_units']]
+        if len(serving) == 1:
+            result['member'] = serving[0]['member']
+    elif len(entries) == 1:
+        result['member'] = entries[0]['member']
+    return result
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            unit=dict(type='str', default='etcd.service'),
+            units=dict(type='list', elements='str'),
+            etcd_servers=dict(type='list', elements='str'),
+        ),
+        supports_check_mode=True,
+    )
+    try:
+        result = run_module(module)
+    except EtcdModuleError as exc:
+        module.fail_json(msg=exc.msg, **exc.details)
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()
