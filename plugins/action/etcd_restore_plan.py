@@ -25,7 +25,7 @@ from ansible_collections.kubeops.etcd.plugins.module_utils.files import (
 
 ARGUMENT_SPEC = dict(
     phase=dict(type='str', required=True,
-               choices=['unfinished', 'source', 'snapshot', 'plan', 'prepared', 'report', 'rollback']),
+               choices=['unfinished', 'source', 'snapshot', 'plan', 'prepared', 'report', 'lost', 'rollback']),
     snapshot=dict(type='raw'),
     backup_dir=dict(type='path'),
     objects=dict(type='list', elements='dict'),
@@ -48,7 +48,8 @@ ARGUMENT_SPEC = dict(
 )
 
 # What each phase reads from every host's variables (host_vars maps these keys to variable names).
-HOST_VAR_KEYS = ('node', 'restore_result', 'failure', 'rollback_failure', 'state', 'moved_aside', 'journal')
+HOST_VAR_KEYS = ('node', 'restore_result', 'failure', 'rollback_failure', 'state', 'moved_aside', 'journal',
+                 'answered')
 
 
 def collect(task_vars, hosts, name):
@@ -261,6 +262,9 @@ class ActionModule(ActionBase):
         hosts = [member['host'] for member in args['plan']['members']]
         return collect(task_vars, hosts, args['host_vars'].get(key))
 
+    def _phase_lost(self, args, task_vars):
+        return {'lost': planner.lost_members(args['plan'], self._per_host(args, task_vars, 'answered'))}
+
     def _phase_rollback(self, args, task_vars):
         plan = args['plan']
         hosts = [member['host'] for member in plan['members']]
@@ -269,8 +273,10 @@ class ActionModule(ActionBase):
             return {'msg': planner.discarded_text(plan, failures)}
         if args['outcome'] == 'rolled_back':
             moved = self._per_host(args, task_vars, 'moved_aside')
+            lost = planner.lost_members(plan, self._per_host(args, task_vars, 'answered')) \
+                if args['host_vars'].get('answered') else None
             return {'msg': planner.rolled_back_text(plan, failures, args['rollback_cluster'],
-                                                    [moved[h] for h in hosts if moved.get(h)])}
+                                                    [moved[h] for h in hosts if moved.get(h)], lost)}
         rollback_failures = [f for f in (self._per_host(args, task_vars, 'rollback_failure').get(h) for h in hosts) if f]
         return {'msg': planner.rollback_incomplete_text(plan, failures, rollback_failures,
                                                         self._per_host(args, task_vars, 'state'),

@@ -125,7 +125,7 @@ def _member_endpoints(members, fallback):
     return urls or list(fallback)
 
 
-def query_cluster(runner, etcdctl, conn, expected_members=None, min_revision=None):
+def query_cluster(runner, etcdctl, conn, expected_members=None, min_revision=None, tolerate_down=None):
     """One round trip over the cluster: member list, endpoint status and health of every member.
 
     Returns (cluster, raw) where cluster is parsers.assess_cluster's dict and raw
@@ -159,7 +159,8 @@ def query_cluster(runner, etcdctl, conn, expected_members=None, min_revision=Non
     healths = [health for health in healths if health['endpoint'] in answered or health['endpoint'] in unreachable]
 
     cluster = assess_cluster(member_list, statuses, healths, unreachable,
-                             expected_members=expected_members, min_revision=min_revision)
+                             expected_members=expected_members, min_revision=min_revision,
+                             tolerate_down=tolerate_down)
     return cluster, {'member_list': member_list, 'statuses': statuses}
 
 

@@ -195,15 +195,20 @@ def version_warnings(version):
     return warnings
 
 
-def assess_cluster(member_list, statuses, healths, unreachable=None, expected_members=None, min_revision=None):
+def assess_cluster(member_list, statuses, healths, unreachable=None, expected_members=None, min_revision=None,
+                   tolerate_down=None):
     """Combine member list, endpoint status and endpoint health into one verdict.
 
     ``member_list`` is parse_member_list's result, ``statuses`` and ``healths``
     parse_endpoint_status's and parse_endpoint_health's, ``unreachable`` a dict
     {endpoint: error} of endpoints whose status could not be read.
+    ``tolerate_down`` names members that may be down (unreachable or unhealthy) without it being a problem, as
+    long as the others are a quorum of the voting members; they are listed in ``tolerated_down``.
     Returns the ``cluster`` dict of etcd_cluster_health (IDs as hex strings).
     """
     unreachable = dict(unreachable or {})
+    tolerate_down = set(tolerate_down or [])
+    tolerated = []
     problems = []
     by_member_id = {}
     for status in statuses:
@@ -269,10 +274,15 @@ def assess_cluster(member_list, statuses, healths, unreachable=None, expected_me
         status = by_member_id.get(member['id'])
         if status is None:
             errors = ['%s: %s' % (url, unreachable.get(url, 'no status')) for url in member['client_urls']]
-            problems.append('member %s is unreachable (%s)' % (label, '; '.join(errors)))
+            if member['name'] in tolerate_down:
+                tolerated.append(member['name'])
+            else:
+                problems.append('member %s is unreachable (%s)' % (label, '; '.join(errors)))
             continue
         health = health_by_endpoint.get(status['endpoint'])
-        if health is not None and not health['healthy']:
+        if health is not None and not health['healthy'] and member['name'] in tolerate_down:
+            tolerated.append(member['name'])
+        elif health is not None and not health['healthy']:
             problems.append('member %s (%s) is unhealthy: %s' % (label, status['endpoint'], health['error'] or 'unhealthy'))
         elif status['errors']:
             problems.append('member %s (%s) reports errors: %s' % (label, status['endpoint'], '; '.join(status['errors'])))
@@ -302,6 +312,10 @@ def assess_cluster(member_list, statuses, healths, unreachable=None, expected_me
     if len(cluster_ids) > 1:
         problems.append('endpoints belong to different clusters: %s' % ', '.join(member_id_hex(c) for c in cluster_ids))
 
+    voting = [member for member in member_list['members'] if not member['is_learner']]
+    if tolerated and 2 * (len(voting) - len(tolerated)) <= len(voting):
+        problems.append('only %d of %d voting members are up (%s down): no quorum'
+                        % (len(voting) - len(tolerated), len(voting), ', '.join(sorted(tolerated))))
     # healthy is about the members and the leader only; expectations come after.
     healthy = not problems
     names = set(member['name'] for member in member_list['members'] if member['name'])
@@ -322,7 +336,7 @@ def assess_cluster(member_list, statuses, healths, unreachable=None, expected_me
     leader_client_url = None
     if leader_id is not None:
         leader_client_url = by_member_id[leader_id]['endpoint']
-    return {
+    cluster = {
         'cluster_id': member_id_hex(member_list['cluster_id']),
         'members': members,
         'leader': member_id_hex(leader_id),
@@ -333,3 +347,6 @@ def assess_cluster(member_list, statuses, healths, unreachable=None, expected_me
         'revision': revision,
         'problems': problems,
     }
+    if tolerate_down:
+        cluster['tolerated_down'] = sorted(tolerated)
+    return cluster

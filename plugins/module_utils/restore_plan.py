@@ -764,8 +764,29 @@ def discarded_text(plan, failures):
                ', '.join('%s:%s' % (m['host'], m['run_dir']) for m in plan['members'])))
 
 
-def rolled_back_text(plan, failures, rollback_cluster, moved_aside):
-    """The message when every node is back on its previous data."""
+def lost_members(plan, answered):
+    """The members whose control plane did not run the rollback (unreachable since a step of the outage), and
+    whether the others are a quorum of the cluster: then the rollback waits for those only, and the cluster serves.
+
+    answered: {host: {'step': the step it was at}} for every control plane that runs the rollback.
+    """
+    lost = [member for member in plan['members'] if member['host'] not in answered]
+    steps = [state.get('step') for state in answered.values() if state and state.get('step')]
+    total = len(plan['members'])
+    return {
+        'hosts': [member['host'] for member in lost],
+        'names': [member['name'] for member in lost],
+        'step': steps[0] if steps else '?',
+        'up': total - len(lost),
+        'total': total,
+        'quorum': 2 * (total - len(lost)) > total,
+    }
+
+
+def rolled_back_text(plan, failures, rollback_cluster, moved_aside, lost=None):
+    """The message when every node is back on its previous data (or every node that answered, with a quorum)."""
+    if lost and lost['hosts']:
+        return _rolled_back_with_lost_text(plan, failures, rollback_cluster or {}, moved_aside, lost)
     cluster = rollback_cluster or {}
     return ('etcd restore FAILED %s. ROLLED BACK: every control plane runs its previous data directory again (%s); '
             'etcd cluster %s is %s with members %s; the API servers, controller-managers and schedulers are started '
@@ -777,6 +798,35 @@ def rolled_back_text(plan, failures, rollback_cluster, moved_aside):
                'healthy' if cluster.get('healthy') else 'running but NOT healthy, as it was before the restore',
                ', '.join(m.get('name') or '?' for m in cluster.get('members') or []) or '?',
                ', '.join(moved_aside) or 'none'))
+
+
+def _rolled_back_with_lost_text(plan, failures, cluster, moved_aside, lost):
+    members = dict((member['host'], member) for member in plan['members'])
+    back = [member for member in plan['members'] if member['host'] not in lost['hosts']]
+    cause = ['on %s at step %s: it stopped answering (SSH to it failed; no task error was reported)'
+             % (host, lost['step']) for host in lost['hosts']]
+    lines = ['etcd restore FAILED %s%s.' % ('; '.join(cause), '; ' + failure_text(failures) if failures else '')]
+    lines.append('ROLLED BACK on %s: they run their previous data directories again (%s); etcd cluster %s serves with a '
+                 'quorum, %d of %d members up (%s down); the API servers, controller-managers and schedulers are '
+                 'started again there.'
+                 % (', '.join(m['host'] for m in back), ', '.join('%s:%s' % (m['host'], m['old_data_dir']) for m in back),
+                    cluster.get('cluster_id') or '?', lost['up'], lost['total'], ', '.join(lost['names'])))
+    for host in lost['hosts']:
+        member = members[host]
+        lines.append(
+            'NOT ROLLED BACK: %s. Its state is unknown, not assumed: this run may have stopped its etcd, API server, '
+            'controller-manager and scheduler (manifests held in %s) and swapped in the restored etcd.yaml (pointing '
+            'at %s). When it answers again, run playbooks/restore_abort.yml with the same inventory: it finds this '
+            "run in %s's journal and puts it back on %s. By hand instead, on %s: (1) copy %s to %s/etcd.yaml; (2) move "
+            'every file from %s back to the manifests dir, etcd.yaml first; (3) check `etcdctl endpoint health '
+            "--cluster` and the API server's /readyz."
+            % (host, member['held_manifest'].rsplit('/', 1)[0], member['new_data_dir'], host, member['old_data_dir'],
+               host, member['original_manifest'], member['manifest'].rsplit('/', 1)[0],
+               member['held_manifest'].rsplit('/', 1)[0]))
+    lines.append('Restored data directories, moved aside and kept for diagnosis: %s. Fix the cause, then run the '
+                 'restore again once every control plane answers (see docs/restore.md, "Rollback").'
+                 % (', '.join(moved_aside) or 'none'))
+    return ' '.join(lines)
 
 
 def rollback_incomplete_text(plan, failures, rollback_failures, states, options):

@@ -37,6 +37,14 @@ options:
     description:
       - The highest revision reported by the members must be at least this.
     type: int
+  tolerate_down:
+    description:
+      - Names of members that may be down (unreachable or unhealthy) without it being a problem, for a cluster that
+        must serve while a node is lost. The others must still be a quorum of the voting members (more than half),
+        else that is a problem.
+      - Members in this list that are down are returned in RV(cluster.tolerated_down).
+    type: list
+    elements: str
   fail_unhealthy:
     description:
       - Fail when the checks have not passed by the end of O(wait_timeout).
@@ -124,6 +132,12 @@ cluster:
       type: list
       elements: str
       sample: ["member cp3 is unreachable (https://10.0.0.13:2379: context deadline exceeded)"]
+    tolerated_down:
+      description: Members of O(tolerate_down) that are down.
+      returned: when O(tolerate_down) is set
+      type: list
+      elements: str
+      sample: [cp3]
 attempts:
   description: How many rounds of checks ran.
   returned: always
@@ -176,7 +190,7 @@ def endpoints_ready(runner, etcdctl, conn):
 def check_once(runner, etcdctl, conn, params):
     try:
         cluster, _raw = query_cluster(runner, etcdctl, conn, expected_members=params['expected_members'],
-                                      min_revision=params['min_revision'])
+                                      min_revision=params['min_revision'], tolerate_down=params['tolerate_down'])
     except EtcdModuleError as exc:
         # No member list at all (etcd down or starting): a state to wait out, not a module error.
         cluster = unreachable_cluster(exc.msg)
@@ -211,7 +225,8 @@ def run_module(module):
                     raise
                 time.sleep(max(0.0, min(POLL_INTERVAL, deadline - time.time())))
                 continue
-        if round_started < deadline and not endpoints_ready(runner, etcdctl, conn):
+        # The quick probe wants every endpoint healthy; with members allowed to be down, every round reads it all.
+        if round_started < deadline and not params['tolerate_down'] and not endpoints_ready(runner, etcdctl, conn):
             if in_container:
                 etcdctl = None
             time.sleep(max(0.0, min(READY_POLL_INTERVAL - (time.time() - round_started), deadline - time.time())))
@@ -233,6 +248,7 @@ def main():
         wait_timeout=dict(type='int', default=0),
         expected_members=dict(type='list', elements='str'),
         min_revision=dict(type='int'),
+        tolerate_down=dict(type='list', elements='str'),
         fail_unhealthy=dict(type='bool', default=True),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)

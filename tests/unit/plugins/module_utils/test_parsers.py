@@ -252,3 +252,29 @@ def test_assess_unstarted_member():
     statuses = parsers.parse_endpoint_status(fakes.read('3.5.30', 'endpoint_status.stdout'))
     cluster = parsers.assess_cluster(member_list, statuses, [])
     assert cluster['problems'] == ['member 1234 (1234) has not started: it has no name or client URLs']
+
+
+@pytest.mark.parametrize('version', fakes.CAPTURED_VERSIONS)
+def test_assess_a_tolerated_member_down_leaves_a_healthy_quorum(version):
+    cluster = _assess(version, status='endpoint_status_one_down', health='endpoint_health_one_down',
+                      expected_members=['m1', 'm2', 'm3'], tolerate_down=['m3'])
+    assert cluster['healthy'] is True and cluster['problems'] == []
+    assert cluster['tolerated_down'] == ['m3']
+    assert cluster['leader_name'] in ('m1', 'm2')
+    # tolerating a member that is up changes nothing; tolerating the two others would leave no quorum
+    up = _assess(version, tolerate_down=['m3'])
+    assert up['healthy'] is True and up['tolerated_down'] == []
+    assert 'tolerated_down' not in _assess(version)
+
+
+def test_assess_tolerating_a_majority_down_is_no_quorum():
+    member_list = {'cluster_id': 1, 'members': [
+        {'id': i, 'name': 'm%d' % i, 'peer_urls': ['https://10.0.0.%d:2380' % i],
+         'client_urls': ['https://10.0.0.%d:2379' % i], 'is_learner': False} for i in (1, 2, 3)]}
+    statuses = [{'endpoint': 'https://10.0.0.1:2379', 'member_id': 1, 'leader': 1, 'is_leader': True, 'revision': 5,
+                 'db_size': 1, 'version': '3.5.30', 'raft_term': 2, 'cluster_id': 1, 'errors': []}]
+    cluster = parsers.assess_cluster(member_list, statuses, [], {'https://10.0.0.2:2379': 'refused',
+                                                                 'https://10.0.0.3:2379': 'refused'},
+                                     tolerate_down=['m2', 'm3'])
+    assert cluster['healthy'] is False
+    assert cluster['problems'] == ['only 1 of 3 voting members are up (m2, m3 down): no quorum']

@@ -613,3 +613,25 @@ def test_source_messages_name_the_variables_of_the_role_that_asks():
         planner.resolve_source('/b/k.db.age', ['cp1'], identity_given=False, role='etcd_verify')
     with pytest.raises(ValueError, match='Check etcd_verify_s3_bucket and etcd_verify_s3_prefix'):
         planner.resolve_source('latest', ['cp1'], objects=[], bucket='bkt', role='etcd_verify')
+
+
+def test_a_lost_minority_is_named_first_and_the_others_serve():
+    hosts, nodes = cluster(3)
+    plan = plan_for(hosts, nodes)['plan']
+    answered = {'cp1': {'step': 'start_etcd'}, 'cp2': {'step': 'start_etcd'}}
+    lost = planner.lost_members(plan, answered)
+    assert lost == {'hosts': ['cp3'], 'names': ['cp3'], 'step': 'start_etcd', 'up': 2, 'total': 3, 'quorum': True}
+    assert planner.lost_members(plan, {'cp1': {'step': 'stop'}})['quorum'] is False
+    assert planner.lost_members(plan, dict(answered, cp3={'step': 'start_etcd'}))['hosts'] == []
+
+    text = planner.rolled_back_text(plan, [], {'cluster_id': 'e07ff96dc481154f', 'healthy': True}, [], lost)
+    assert text.startswith('etcd restore FAILED on cp3 at step start_etcd: it stopped answering (SSH to it failed; '
+                           'no task error was reported).')
+    assert 'ROLLED BACK on cp1, cp2: they run their previous data directories again' in text
+    assert 'etcd cluster e07ff96dc481154f serves with a quorum, 2 of 3 members up (cp3 down)' in text
+    cp3 = [m for m in plan['members'] if m['host'] == 'cp3'][0]
+    assert ('NOT ROLLED BACK: cp3. Its state is unknown, not assumed' in text
+            and 'pointing at %s' % cp3['new_data_dir'] in text and 'copy %s to' % cp3['original_manifest'] in text)
+    # nobody lost: the usual text
+    assert planner.rolled_back_text(plan, [], {'healthy': True}, [], planner.lost_members(
+        plan, dict(answered, cp3={'step': 'x'}))).startswith('etcd restore FAILED a control plane failed')
