@@ -166,3 +166,44 @@ def kubeadm_apiserver_facts(manifest_path):
         'etcd_certfile': '/etc/kubernetes/pki/apiserver-etcd-client.crt',
         'etcd_keyfile': '/etc/kubernetes/pki/apiserver-etcd-client.key',
     }
+
+
+class FakeSystemd(object):
+    """A `systemctl` on PATH that prints, for `systemctl cat <unit>`, what systemd would for the unit files written
+    with add() (the unit file, then its drop-ins, each under a `# <path>` line), fails for unknown units as
+    systemctl does, and records every call in ``calls`` (the unit modules may run nothing but `cat`)."""
+
+    def __init__(self, tmp_path, monkeypatch):
+        self.root = tmp_path / 'etc-systemd-system'
+        self.root.mkdir()
+        self.cats = tmp_path / 'cat'
+        self.cats.mkdir()
+        self.calls = tmp_path / 'systemctl-calls'
+        bin_dir = tmp_path / 'fakebin'
+        bin_dir.mkdir()
+        script = bin_dir / 'systemctl'
+        script.write_text('#!/bin/sh\necho "$*" >> "%s"\n'
+                          '[ "$1" = cat ] || { echo "unexpected: $*" >&2; exit 3; }\n'
+                          'for last; do :; done\n'
+                          'if [ -f "%s/$last" ]; then cat "%s/$last"; exit 0; fi\n'
+                          'echo "No files found for $last." >&2\nexit 1\n' % (self.calls, self.cats, self.cats))
+        os.chmod(str(script), 0o755)
+        monkeypatch.setenv('PATH', '%s:%s' % (bin_dir, os.environ['PATH']))
+
+    def add(self, unit, text, drop_ins=(), mode=0o644):
+        """Write the unit file (with mode) and drop-ins ((name, text)); the paths in systemctl cat's order."""
+        path = self.root / unit
+        path.write_text(text)
+        os.chmod(str(path), mode)
+        paths = [str(path)]
+        for name, drop_in in drop_ins:
+            directory = self.root / (unit + '.d')
+            directory.mkdir(exist_ok=True)
+            (directory / name).write_text(drop_in)
+            paths.append(str(directory / name))
+        printed = []
+        for written in paths:
+            with open(written) as handle:
+                printed.append('# %s\n%s' % (written, handle.read()))
+        (self.cats / unit).write_text('\n'.join(printed))
+        return paths

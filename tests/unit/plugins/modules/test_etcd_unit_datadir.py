@@ -13,7 +13,7 @@ import pytest
 
 from ansible_collections.kubeops.etcd.plugins.modules import etcd_unit_datadir
 
-from unit_helpers import run_module
+from unit_helpers import FakeSystemd, run_module
 
 KUBESPRAY_UNIT = '''[Unit]
 Description=etcd
@@ -41,35 +41,6 @@ ExecStart=/usr/local/bin/etcd \\
   --data-dir=/var/lib/etcd \\
   --advertise-client-urls https://10.0.0.22:2379
 '''
-
-
-class FakeSystemd(object):
-    """A `systemctl` on PATH that prints, for `systemctl cat <unit>`, what systemd would for the unit files
-    written with add(), and records every call (the module must run nothing but `cat`)."""
-
-    def __init__(self, tmp_path, monkeypatch):
-        self.root = tmp_path / 'etc-systemd-system'
-        self.root.mkdir()
-        self.cats = tmp_path / 'cat'
-        self.cats.mkdir()
-        self.calls = tmp_path / 'systemctl-calls'
-        bin_dir = tmp_path / 'fakebin'
-        bin_dir.mkdir()
-        script = bin_dir / 'systemctl'
-        script.write_text('#!/bin/sh\necho "$*" >> "%s"\n'
-                          '[ "$1" = cat ] || { echo "unexpected: $*" >&2; exit 3; }\n'
-                          'for last; do :; done\n'
-                          'if [ -f "%s/$last" ]; then cat "%s/$last"; exit 0; fi\n'
-                          'echo "No files found for $last." >&2\nexit 1\n' % (self.calls, self.cats, self.cats))
-        os.chmod(str(script), 0o755)
-        monkeypatch.setenv('PATH', '%s:%s' % (bin_dir, os.environ['PATH']))
-
-    def add(self, unit, text, mode=0o644):
-        path = self.root / unit
-        path.write_text(text)
-        os.chmod(str(path), mode)
-        (self.cats / unit).write_text('# %s\n%s' % (path, text))
-        return str(path)
 
 
 @pytest.fixture
@@ -148,7 +119,7 @@ def test_env_file_check_real_again_and_again_in_check(node):
 
 
 def test_flag_in_a_continued_exec_start_needs_a_daemon_reload(node):
-    unit = node['systemd'].add('etcd.service', FLAGS_UNIT, mode=0o600)
+    unit = node['systemd'].add('etcd.service', FLAGS_UNIT, mode=0o600)[0]
     ok, result = run_module(etcd_unit_datadir, args(node, backup=False), diff=True)
     assert ok, result
     assert result['location'] == {'kind': 'flag', 'file': unit, 'line': 6}
@@ -186,7 +157,7 @@ def test_backup_dir_inside_the_unit_directory_is_refused(node):
 
 def test_shell_wrapper_is_refused_and_nothing_is_written(node):
     text = '[Service]\nExecStart=/bin/sh -c "exec /usr/local/bin/etcd --data-dir=/var/lib/etcd"\n'
-    unit = node['systemd'].add('etcd.service', text)
+    unit = node['systemd'].add('etcd.service', text)[0]
     ok, result = run_module(etcd_unit_datadir, args(node))
     assert not ok
     assert 'inside a shell command (ExecStart=/bin/sh -c ...)' in result['msg']

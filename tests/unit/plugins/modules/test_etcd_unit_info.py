@@ -6,13 +6,11 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-import os
-
 import pytest
 
 from ansible_collections.kubeops.etcd.plugins.modules import etcd_unit_info
 
-from unit_helpers import run_module
+from unit_helpers import FakeSystemd, run_module
 
 UNIT = '''[Unit]
 Description=etcd
@@ -45,41 +43,6 @@ User=etcd
 ExecStart=/usr/local/bin/etcd --name=events --data-dir=/var/lib/etcd-events \\
   --listen-client-urls=https://10.0.0.21:2381 --advertise-client-urls=https://10.0.0.21:2381
 '''
-
-
-class FakeSystemd(object):
-    """A `systemctl` on PATH that prints, for `systemctl cat <unit>`, what systemd would for the unit files
-    written with add(); unknown units fail as systemctl does."""
-
-    def __init__(self, tmp_path, monkeypatch):
-        self.root = tmp_path / 'etc-systemd-system'
-        self.root.mkdir()
-        self.cats = tmp_path / 'cat'
-        self.cats.mkdir()
-        bin_dir = tmp_path / 'fakebin'
-        bin_dir.mkdir()
-        script = bin_dir / 'systemctl'
-        script.write_text('#!/bin/sh\n'
-                          '[ "$1" = cat ] || { echo "unexpected: $*" >&2; exit 3; }\n'
-                          'for last; do :; done\n'
-                          'if [ -f "%s/$last" ]; then cat "%s/$last"; exit 0; fi\n'
-                          'echo "No files found for $last." >&2\nexit 1\n' % (self.cats, self.cats))
-        os.chmod(str(script), 0o755)
-        monkeypatch.setenv('PATH', '%s:%s' % (bin_dir, os.environ['PATH']))
-
-    def add(self, unit, text, drop_ins=()):
-        """Write the unit file and drop-ins ((name, text)); returns the paths in systemctl cat's order."""
-        path = self.root / unit
-        path.write_text(text)
-        paths = [str(path)]
-        for name, drop_in in drop_ins:
-            directory = self.root / (unit + '.d')
-            directory.mkdir(exist_ok=True)
-            (directory / name).write_text(drop_in)
-            paths.append(str(directory / name))
-        printed = '\n'.join('# %s\n%s' % (p, open(p).read()) for p in paths)
-        (self.cats / unit).write_text(printed)
-        return paths
 
 
 @pytest.fixture
