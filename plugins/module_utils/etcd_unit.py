@@ -977,3 +977,17 @@ def serving_units(members, etcd_servers):
             'etcd_servers, or name the unit to use.' % (node_name(), ','.join(etcd_servers), described),
             etcd_servers=list(etcd_servers))
     return [unit for unit, _urls in matched]
+
+
+def load_unit(module, runner, unit):
+    """The unit as systemd and etcd read it: `systemctl cat` through the module's Runner, then the files on disk."""
+    systemctl = module.get_bin_path('systemctl', required=False)
+    if not systemctl:
+        raise EtcdModuleError('systemctl not found on %s: etcd units can only be read or changed on a host that runs '
+                              'systemd.' % node_name(), unit=unit)
+    result = runner.run([systemctl, 'cat', '--no-pager', '--', unit], check_rc=False)
+    if result.rc != 0:
+        from ansible_collections.kubeops.etcd.plugins.module_utils.runner import command_error
+        raise command_error(result, what='Reading unit %s' % unit,
+                            fix='Check the unit name (systemctl list-units --all \'etcd*\') or set unit.')
+    return load_from_disk(unit, result.stdout)

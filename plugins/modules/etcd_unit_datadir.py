@@ -145,22 +145,9 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.kubeops.etcd.plugins.module_utils.errors import EtcdModuleError, node_name
 from ansible_collections.kubeops.etcd.plugins.module_utils.etcd_unit import (
-    SYSTEM_UNIT_DIRS, load_from_disk, with_data_dir)
+    SYSTEM_UNIT_DIRS, load_unit, with_data_dir)
 from ansible_collections.kubeops.etcd.plugins.module_utils.files import atomic_write, make_private_dir, timestamp
-from ansible_collections.kubeops.etcd.plugins.module_utils.runner import Runner, command_error
-
-
-def load_unit(module, runner, unit):
-    """The unit as systemd and etcd read it, from `systemctl cat` and the files on disk."""
-    systemctl = module.get_bin_path('systemctl', required=False)
-    if not systemctl:
-        raise EtcdModuleError('systemctl not found on %s: etcd units can only be changed on a host that runs systemd.'
-                              % node_name(), unit=unit)
-    result = runner.run([systemctl, 'cat', '--no-pager', '--', unit], check_rc=False)
-    if result.rc != 0:
-        raise command_error(result, what='Reading unit %s' % unit,
-                            fix='Check the unit name (systemctl list-units --all \'etcd*\') or set unit.')
-    return load_from_disk(unit, result.stdout)
+from ansible_collections.kubeops.etcd.plugins.module_utils.runner import Runner
 
 
 def _inside(path, directory):

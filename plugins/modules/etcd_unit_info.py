@@ -156,22 +156,9 @@ serving_units:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.kubeops.etcd.plugins.module_utils.errors import EtcdModuleError, node_name
-from ansible_collections.kubeops.etcd.plugins.module_utils.etcd_unit import load_from_disk, serving_units
-from ansible_collections.kubeops.etcd.plugins.module_utils.runner import Runner, command_error
-
-
-def load_unit(module, runner, unit):
-    """The unit as systemd and etcd read it, from `systemctl cat` and the files on disk."""
-    systemctl = module.get_bin_path('systemctl', required=False)
-    if not systemctl:
-        raise EtcdModuleError('systemctl not found on %s: etcd units can only be read on a host that runs systemd.'
-                              % node_name(), unit=unit)
-    result = runner.run([systemctl, 'cat', '--no-pager', '--', unit], check_rc=False)
-    if result.rc != 0:
-        raise command_error(result, what='Reading unit %s' % unit,
-                            fix='Check the unit name (systemctl list-units --all \'etcd*\') or set unit/units.')
-    return load_from_disk(unit, result.stdout)
+from ansible_collections.kubeops.etcd.plugins.module_utils.errors import EtcdModuleError
+from ansible_collections.kubeops.etcd.plugins.module_utils.etcd_unit import load_unit, serving_units
+from ansible_collections.kubeops.etcd.plugins.module_utils.runner import Runner
 
 
 def run_module(module):
