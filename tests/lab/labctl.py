@@ -28,7 +28,7 @@ def main(argv=None):
     up.add_argument("--client-port", type=int, default=2379)
     up.add_argument("--peer-port", type=int, default=2380)
     up.add_argument("--ssh-port", type=int, default=22)
-    up.add_argument("--ip-base", type=int, default=10, help="node N gets 127.0.0.<ip-base+N> (default 10)")
+    up.add_argument("--ip-base", type=int, default=10, help="node N gets loopback address number ip-base+N: 127.0.0.<ip-base+N>, past 254 127.0.1.x and on (default 10)")
     up.add_argument("--no-wait-apiserver", action="store_true")
     for name, h in (("down", "stop everything and remove the lab dir (idempotent)"),
                     ("inventory", "print the inventory path")):

@@ -53,6 +53,17 @@ SSH_OPTS = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/nul
             "-o", "BatchMode=yes", "-o", "ConnectTimeout=5"]
 
 
+def _node_ip(number):
+    """Loopback address number N: 127.0.0.N up to 254, then 127.0.1.x and on (the whole /8 is loopback).
+
+    Addresses ending in .0 or .255 are refused, so a lab never spans one."""
+    high, low = divmod(int(number), 256)
+    if number < 2 or high > 255 or low in (0, 255):
+        raise LabError("--ip-base out of range: node address %d would be 127.0.%d.%d; pick a base so that "
+                       "every node's address ends in 1..254" % (number, high, low))
+    return "127.0.%d.%d" % (high, low)
+
+
 class LabError(Exception):
     pass
 
@@ -291,8 +302,7 @@ class Lab:
         nodes = int(nodes)
         if not 1 <= nodes <= 7:
             raise LabError("--nodes must be 1..7")
-        if ip_base < 1 or ip_base + nodes > 254:
-            raise LabError("--ip-base out of range")
+        ips = [_node_ip(ip_base + i + 1) for i in range(nodes)]
         if etcd_versions:
             versions = [v.strip() for v in (etcd_versions.split(",") if isinstance(etcd_versions, str)
                                             else etcd_versions)]
@@ -327,7 +337,6 @@ class Lab:
             log("an old lab exists in %s: taking it down first" % self.dir)
             self.down(log=log)
 
-        ips = ["127.0.0.%d" % (ip_base + i + 1) for i in range(nodes)]
         for ip in ips:
             for port in (ssh_port, client_port, peer_port, 2381, apiserver_port):
                 if not _port_free(ip, port):

@@ -802,3 +802,13 @@ def test_conditional_fault_follows_the_manifests(fault_lab):
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, check=False)
     assert p.returncode == 0 and p.stdout == "removed fault of etcd on cp2\n", p.stderr
     assert not os.path.exists(lab.node_path("cp2", "/var/lib/kubelet-standin/faults/etcd.json"))
+
+
+def test_node_addresses_go_on_past_254_and_never_end_in_0_or_255():
+    assert lablib._node_ip(11) == "127.0.0.11"
+    assert lablib._node_ip(254) == "127.0.0.254"
+    assert lablib._node_ip(257) == "127.0.1.1"
+    assert lablib._node_ip(301) == "127.0.1.45"
+    for bad in (0, 1, 255, 256, 511, 512, 65536):
+        with pytest.raises(lablib.LabError, match="ip-base out of range"):
+            lablib._node_ip(bad)
