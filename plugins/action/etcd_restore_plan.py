@@ -25,7 +25,8 @@ from ansible_collections.kubeops.etcd.plugins.module_utils.files import (
 
 ARGUMENT_SPEC = dict(
     phase=dict(type='str', required=True,
-               choices=['unfinished', 'source', 'snapshot', 'plan', 'prepared', 'report', 'lost', 'rollback']),
+               choices=['unfinished', 'declared', 'source', 'snapshot', 'plan', 'prepared', 'report', 'lost',
+                        'rollback']),
     snapshot=dict(type='raw'),
     backup_dir=dict(type='path'),
     objects=dict(type='list', elements='dict'),
@@ -37,6 +38,7 @@ ARGUMENT_SPEC = dict(
     resume=dict(type='bool', default=False),
     rollback=dict(type='bool', default=False),
     hosts=dict(type='list', elements='str'),
+    lost_hosts=dict(type='raw'),
     host_vars=dict(type='dict', default={}),
     old_cluster=dict(type='raw'),
     options=dict(type='dict'),
@@ -220,11 +222,22 @@ class ActionModule(ActionBase):
             return {'failed': True, 'msg': planner.refusal_text(refusals), 'refusals': refusals, 'snapshot': facts}
         return {'snapshot': facts}
 
+    def _phase_declared(self, args, task_vars):
+        """The control planes declared lost (etcd_restore_lost_hosts), checked against the play's hosts."""
+        decided = planner.declared_lost(args['hosts'] or [], args['lost_hosts'] or [])
+        if decided['refusals']:
+            return {'failed': True, 'msg': planner.refusal_text(decided['refusals']), 'refusals': decided['refusals']}
+        return {'lost': decided['lost']}
+
     def _phase_plan(self, args, task_vars):
         snapshot = dict(args['snapshot'] or {})
         if snapshot.get('kind') == 'node' and 'info' in snapshot:
             snapshot = node_snapshot_facts(snapshot['host'], snapshot['path'], snapshot['info'])
         options = dict(args['options'] or {})
+        hostvars = task_vars.get('hostvars') or {}
+        # The lost hosts are never contacted: their address comes from the inventory.
+        options['lost'] = [{'host': host, 'address': str((hostvars.get(host) or {}).get('ansible_host') or host)}
+                           for host in args['lost_hosts'] or []]
         hosts = args['hosts'] or []
         nodes = collect(task_vars, hosts, args['host_vars'].get('node'))
         decided = planner.plan_restore(hosts, nodes, snapshot, args['old_cluster'], options)

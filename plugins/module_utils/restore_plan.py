@@ -408,6 +408,94 @@ def _check_space(host, info, plan, snapshot, options, refusals):
                 'free some space there, or lower etcd_restore_disk_margin_bytes if you are sure.'))
 
 
+MEMBER_PLAYBOOK = 'playbooks/member.yml'
+
+
+def declared_lost(play_hosts, lost_hosts):
+    """The control planes declared lost (etcd_restore_lost_hosts), in play order, or the refusals.
+
+    lost_hosts: a list of inventory hostnames or one comma-separated string. Every one must be a host of the play
+    (a typo must not restore a smaller cluster by accident), and at least one control plane must remain.
+    """
+    if isinstance(lost_hosts, str):
+        lost_hosts = lost_hosts.split(',')
+    wanted = [str(host).strip() for host in lost_hosts or [] if str(host).strip()]
+    refusals = []
+    unknown = [host for host in wanted if host not in play_hosts]
+    if unknown:
+        refusals.append(refusal(', '.join(unknown), 'etcd_restore_lost_hosts names %s, which %s not a control plane '
+                                'of this play (%s)' % (', '.join(unknown), 'is' if len(unknown) == 1 else 'are',
+                                                       ', '.join(play_hosts)),
+                                'name inventory hosts of the restore\'s group exactly as the inventory does.'))
+    lost = [host for host in play_hosts if host in wanted]
+    if play_hosts and len(lost) == len(play_hosts):
+        refusals.append(refusal(', '.join(play_hosts), 'every control plane of the play is declared lost; nothing '
+                                'would be left to restore onto', 'leave at least one control plane out of '
+                                'etcd_restore_lost_hosts.'))
+    return {'lost': lost, 'refusals': refusals}
+
+
+def _url_host(url):
+    rest = str(url).split('://', 1)[-1].split('/', 1)[0]
+    if rest.startswith('['):
+        return rest[1:].split(']', 1)[0]
+    return rest.rsplit(':', 1)[0] if ':' in rest else rest
+
+
+def lost_member_identities(lost, old_cluster, snapshot):
+    """Which etcd member each control plane declared lost ran, from what can be read without it.
+
+    lost: [{host, address}]. A member is the lost host's when its name is the hostname, or when its peer URL is at
+    the host's address; the running cluster's member list is asked first, then the snapshot's metadata. A lost
+    host whose member is found in neither keeps name None (nothing is known of it, nothing is assumed).
+    Returns [{host, address, name, peer_urls, client_urls, source}].
+    """
+    old_members = [m for m in (old_cluster or {}).get('members') or [] if m.get('name')]
+    snap_members = [{'name': name, 'peer_urls': list(urls or [])}
+                    for name, urls in sorted(((snapshot or {}).get('source_peers') or {}).items())]
+    found = []
+    for entry in lost:
+        host, address = entry['host'], entry.get('address') or entry['host']
+        match, source = None, None
+        for candidates, where in ((old_members, 'the running cluster'), (snap_members, "the snapshot's metadata")):
+            for member in candidates:
+                if member['name'] == host or address in [_url_host(u) for u in member.get('peer_urls') or []]:
+                    match, source = member, where
+                    break
+            if match:
+                break
+        found.append({'host': host, 'address': address, 'name': match['name'] if match else None,
+                      'peer_urls': sorted(match.get('peer_urls') or []) if match else [],
+                      'client_urls': list(match.get('client_urls') or []) if match else [],
+                      'source': source})
+    return found
+
+
+def quorum_text(before, after):
+    """'3 -> 2 members: quorum 2, tolerates no failure (before: 1)'."""
+    def tolerates(count):
+        failures = (count - 1) // 2
+        return 'no failure' if failures == 0 else '%d failure%s' % (failures, '' if failures == 1 else 's')
+    return ('%d -> %d members: quorum %d, tolerates %s (before: %s)'
+            % (before, after, after // 2 + 1, tolerates(after), tolerates(before)))
+
+
+def _check_lost(lost, old_cluster, refusals):
+    """A control plane declared lost whose etcd member still answers is refused: it would keep serving the old
+    data beside the restored cluster."""
+    endpoints = (old_cluster or {}).get('endpoints') or []
+    for member in lost:
+        if not member['name']:
+            continue
+        answering = [e.get('endpoint') for e in endpoints if e.get('name') == member['name'] and e.get('healthy')]
+        if answering:
+            refusals.append(refusal(
+                member['host'], 'it is declared lost (etcd_restore_lost_hosts), but its etcd member %s answers healthy '
+                                'at %s' % (member['name'], ', '.join(answering)),
+                'restore with every control plane; or, if it must go, stop its etcd first (move etcd.yaml out of the '
+                'manifests dir, or stop its kubelet) so that it cannot serve the old data beside the restored cluster.'))
+
+
 def plan_restore(hosts, nodes, snapshot_facts, old_cluster, options):
     """The restore plan, or the refusals that stop it.
 
@@ -460,7 +548,10 @@ def plan_restore(hosts, nodes, snapshot_facts, old_cluster, options):
             seen_urls[url] = member['host']
 
     old = _old_cluster_summary(old_cluster)
-    origin = snapshot_origin(snapshot, members, old['cluster_id'])
+    lost = lost_member_identities(options.get('lost') or [], old_cluster, snapshot)
+    _check_lost(lost, old_cluster, refusals)
+    lost_names = [m['name'] for m in lost if m['name']]
+    origin = snapshot_origin(snapshot, members + [m for m in lost if m['name']], old['cluster_id'])
     snapshot['origin'] = origin['verdict']
     snapshot['origin_text'] = origin['text']
     if origin['verdict'] == 'other':
@@ -472,7 +563,7 @@ def plan_restore(hosts, nodes, snapshot_facts, old_cluster, options):
                 ', '.join(hosts), origin['text'].replace('snapshot taken', 'the snapshot was taken', 1),
                 'restore a snapshot of this cluster; to migrate or clone a cluster on purpose, run again with '
                 '-e etcd_restore_allow_other_cluster=true.'))
-    unplanned = [n for n in old['members'] if n and n not in names]
+    unplanned = [n for n in old['members'] if n and n not in names and n not in lost_names]
     if unplanned:
         refusals.append(refusal(
             ', '.join(unplanned), 'member(s) %s of the running cluster are not hosts of this play' % ', '.join(unplanned),
@@ -534,7 +625,16 @@ def plan_restore(hosts, nodes, snapshot_facts, old_cluster, options):
         'members': members,
         'warnings': warnings,
         'restart_kubelet': bool(options.get('restart_kubelet', True)),
+        'lost': lost,
+        'lost_names': lost_names,
     }
+    if lost:
+        warnings.append('restoring onto %s only: %s %s declared lost and left out of the new cluster (%s); nothing is '
+                        'done on %s. Keep %s off (its kubelet stopped) until `ansible-playbook %s -e '
+                        'etcd_member_host=<host>` adds it back to the restored cluster, one host at a time.'
+                        % (', '.join(names), ', '.join(m['host'] for m in lost), 'is' if len(lost) == 1 else 'are',
+                           quorum_text(len(members) + len(lost), len(members)), 'it' if len(lost) == 1 else 'them',
+                           'it' if len(lost) == 1 else 'them', MEMBER_PLAYBOOK))
     return {'plan': plan, 'refusals': [], 'warnings': warnings}
 
 
@@ -579,6 +679,13 @@ def plan_lines(plan, check_mode=False):
                         ', '.join(old['members'])))
     else:
         lines.append('current cluster: not reachable (%s)' % ('; '.join(old['problems']) or 'no answer'))
+    for m in plan.get('lost') or []:
+        lines.append('declared lost: %s (%s), left out of the new cluster; nothing is done on it'
+                     % (m['host'], 'member %s, peer %s, from %s' % (m['name'], ','.join(m['peer_urls']) or '?', m['source'])
+                        if m['name'] else 'its member is unknown: neither the running cluster nor the snapshot names one '
+                                          'at %s' % m['address']))
+    if plan.get('lost'):
+        lines.append('quorum: %s' % quorum_text(len(plan['members']) + len(plan['lost']), len(plan['members'])))
     lines.append('new cluster token %s: new cluster id %s' % (plan['token'], plan['cluster_id']))
     lines.append('initial cluster %s' % plan['initial_cluster'])
     if plan['bump_revision']:
@@ -695,6 +802,7 @@ def build_report(plan, results, final_cluster, timings):
         'prepare_seconds': span('started', 'prepared'),
         'downtime_seconds': span('downtime_started', 'downtime_ended'),
         'members': members,
+        'lost_hosts': [m['host'] for m in plan.get('lost') or []],
         'warnings': list(plan['warnings']),
     }
     lines = ['etcd restored from %s%s (revision %s%s) in %s s; the API servers were down for %s s'
@@ -708,6 +816,10 @@ def build_report(plan, results, final_cluster, timings):
                      '(kept) -> %s, previous etcd.yaml kept in %s'
                      % (m['host'], m['name'], m['member_id'], m['cluster_id'], m['revision_now'], m['revision'],
                         m['tool'], m['restore_seconds'], m['old_data_dir'], m['new_data_dir'], m['manifest_backup']))
+    for m in plan.get('lost') or []:
+        lines.append('%s: declared lost, not a member of the restored cluster; nothing was done on it. Keep it off '
+                     'until you bring it back: ansible-playbook %s -i <inventory> -e etcd_member_host=%s'
+                     % (m['host'], MEMBER_PLAYBOOK, m['host']))
     for warning in plan['warnings']:
         lines.append('WARNING: %s' % warning)
     lines.append('The previous data directories are kept as they were; remove them yourself once the cluster is '
@@ -771,15 +883,18 @@ def lost_members(plan, answered):
     answered: {host: {'step': the step it was at}} for every control plane that runs the rollback.
     """
     lost = [member for member in plan['members'] if member['host'] not in answered]
+    declared = plan.get('lost_names') or []
     steps = [state.get('step') for state in answered.values() if state and state.get('step')]
-    total = len(plan['members'])
+    # The old cluster, which the rollback brings back, still counts the members declared lost (they are down).
+    total = len(plan['members']) + len(declared)
+    down = len(lost) + len(declared)
     return {
         'hosts': [member['host'] for member in lost],
-        'names': [member['name'] for member in lost],
+        'names': [member['name'] for member in lost] + list(declared),
         'step': steps[0] if steps else '?',
-        'up': total - len(lost),
+        'up': total - down,
         'total': total,
-        'quorum': 2 * (total - len(lost)) > total,
+        'quorum': 2 * (total - down) > total,
     }
 
 
@@ -797,7 +912,14 @@ def rolled_back_text(plan, failures, rollback_cluster, moved_aside, lost=None):
                cluster.get('cluster_id') or '?',
                'healthy' if cluster.get('healthy') else 'running but NOT healthy, as it was before the restore',
                ', '.join(m.get('name') or '?' for m in cluster.get('members') or []) or '?',
-               ', '.join(moved_aside) or 'none'))
+               ', '.join(moved_aside) or 'none')) + _declared_lost_text(plan)
+
+
+def _declared_lost_text(plan):
+    if not plan.get('lost'):
+        return ''
+    return (' The control planes declared lost (%s) were left alone, as they were before this run.'
+            % ', '.join(m['host'] for m in plan['lost']))
 
 
 def _rolled_back_with_lost_text(plan, failures, cluster, moved_aside, lost):
@@ -824,8 +946,8 @@ def _rolled_back_with_lost_text(plan, failures, cluster, moved_aside, lost):
                host, member['original_manifest'], member['manifest'].rsplit('/', 1)[0],
                member['held_manifest'].rsplit('/', 1)[0]))
     lines.append('Restored data directories, moved aside and kept for diagnosis: %s. Fix the cause, then run the '
-                 'restore again once every control plane answers (see docs/restore.md, "Rollback").'
-                 % (', '.join(moved_aside) or 'none'))
+                 'restore again once every control plane answers (see docs/restore.md, "Rollback").%s'
+                 % (', '.join(moved_aside) or 'none', _declared_lost_text(plan)))
     return ' '.join(lines)
 
 

@@ -31,6 +31,10 @@ description:
     refusal, each naming the host, the cause and the fix.
   - O(phase=prepared) checks the members restored before the stop against the plan (IDs, SHA-256, revision).
   - O(phase=report) checks that the running cluster is the one the restore produced and returns the report.
+  - O(phase=declared) checks the control planes declared lost (O(lost_hosts)) against the play's hosts and returns them
+    in play order; a name that is not a host of the play, or every host, is refused.
+  - O(phase=lost) finds the control planes that stopped answering during the outage (those without O(host_vars) key
+    C(answered)) and whether the others, with the ones declared lost counted as down, are a quorum.
   - O(phase=rollback) words the message of a rollback, complete or not.
   - This is an internal building block of the roles; its options may change before version 1.0.
 author:
@@ -40,7 +44,7 @@ options:
     description: What to compute.
     type: str
     required: true
-    choices: [unfinished, source, snapshot, plan, prepared, report, rollback]
+    choices: [unfinished, declared, source, snapshot, plan, prepared, report, lost, rollback]
   snapshot:
     description:
       - With O(phase=snapshot), the C(snapshot) extra var as given. With O(phase=plan), the facts returned by the
@@ -87,13 +91,20 @@ options:
     description: The inventory hosts of the play, in order.
     type: list
     elements: str
+  lost_hosts:
+    description:
+      - With O(phase=declared), the C(etcd_restore_lost_hosts) role variable as given (a list, or one comma-separated
+        string). With O(phase=plan), the checked list that O(phase=declared) returned; the plan leaves these control
+        planes out of the new cluster and never contacts them (their address comes from the inventory's C(ansible_host)).
+    type: raw
   host_vars:
     description:
       - Which variable of every host holds what the phase reads from the nodes (it is read from C(hostvars), so the
         hosts a failed task dropped from the play still count) - C(node) (phase plan; per host C(info), the
         M(kubeops.etcd.etcd_member_info) result, C(held), C(pods_error), C(address)), C(journal) (phase unfinished; the
         M(kubeops.etcd.etcd_restore_journal) read result), C(restore_result) (phases prepared and report; the
-        M(kubeops.etcd.etcd_restore) result), C(failure), C(rollback_failure), C(state), C(moved_aside) (phase rollback).
+        M(kubeops.etcd.etcd_restore) result), C(failure), C(rollback_failure), C(state), C(moved_aside) (phase rollback),
+        C(answered) (phases lost and rollback; set on each control plane that runs the rollback).
     type: dict
     default: {}
   outcome:
@@ -176,9 +187,19 @@ snapshot:
   returned: phase is snapshot
   type: dict
 plan:
-  description: The restore plan (members, names, initial cluster, token, IDs, directories, snapshot, bump).
+  description:
+    - The restore plan (members, names, initial cluster, token, IDs, directories, snapshot, bump), and C(lost), the
+      control planes declared lost with the member each ran (C(host), C(address), C(name), C(peer_urls), C(source);
+      C(name) is null when neither the running cluster nor the snapshot names one).
   returned: phase is plan or prepared
   type: dict
+lost:
+  description:
+    - Phase declared, the control planes declared lost in play order (a list of str).
+    - Phase lost, C(hosts) and C(names) down, C(step), C(up), C(total) and C(quorum) (whether the members up are a
+      quorum of the cluster the rollback brings back).
+  returned: phase is declared or lost
+  type: raw
 lines:
   description: The plan (phase plan) or the report (phase report), one line per item, for the operator.
   returned: phase is plan or report

@@ -635,3 +635,115 @@ def test_a_lost_minority_is_named_first_and_the_others_serve():
     # nobody lost: the usual text
     assert planner.rolled_back_text(plan, [], {'healthy': True}, [], planner.lost_members(
         plan, dict(answered, cp3={'step': 'x'}))).startswith('etcd restore FAILED a control plane failed')
+
+
+# --- control planes declared lost (etcd_restore_lost_hosts) ----------------------------------------
+
+@pytest.mark.parametrize('given', ['cp3', ' cp3 ,', ['cp3'], ['cp3', 'cp3']])
+def test_declared_lost_hosts_are_checked_against_the_play_and_kept_in_play_order(given):
+    assert planner.declared_lost(['cp1', 'cp2', 'cp3'], given) == {'lost': ['cp3'], 'refusals': []}
+    assert planner.declared_lost(['cp1', 'cp2', 'cp3'], 'cp3,cp1')['lost'] == ['cp1', 'cp3']
+    assert planner.declared_lost(['cp1', 'cp2', 'cp3'], []) == {'lost': [], 'refusals': []}
+
+
+def test_a_lost_host_that_is_not_in_the_play_or_every_host_lost_is_refused():
+    [typo] = planner.declared_lost(['cp1', 'cp2', 'cp3'], ['cp03'])['refusals']
+    assert typo['host'] == 'cp03'
+    assert typo['cause'] == 'etcd_restore_lost_hosts names cp03, which is not a control plane of this play (cp1, cp2, cp3)'
+    [everyone] = planner.declared_lost(['cp1', 'cp2'], 'cp1,cp2')['refusals']
+    assert everyone['cause'].startswith('every control plane of the play is declared lost')
+
+
+def survivors_of(count, lost, **kwargs):
+    """The hosts and nodes that answer, the old cluster (every member, the lost ones down) and a backup of it."""
+    hosts, nodes = cluster(count, **kwargs)
+    snap = snapshot_of(hosts, nodes)
+    old = old_cluster(hosts)
+    for member in old['members']:
+        member['peer_urls'] = list(nodes[member['name']]['info']['member']['peer_urls'])
+    old['endpoints'] = [{'endpoint': 'https://%s:2379' % nodes[h]['address'], 'name': h, 'healthy': h not in lost}
+                        for h in hosts]
+    declared = [{'host': h, 'address': nodes[h]['address']} for h in hosts if h in lost]
+    kept = [h for h in hosts if h not in lost]
+    return kept, dict((h, nodes[h]) for h in kept), snap, old, declared
+
+
+def test_restore_onto_the_survivors_leaves_the_lost_members_out_and_shows_the_quorum_arithmetic():
+    hosts, nodes, snap, old, declared = survivors_of(3, ['cp3'])
+    decided = plan_for(hosts, nodes, snap=snap, old=old, lost=declared)
+    assert decided['refusals'] == []
+    plan = decided['plan']
+    assert plan['names'] == ['cp1', 'cp2']
+    assert plan['initial_cluster'] == 'cp1=https://10.0.0.11:2380,cp2=https://10.0.0.12:2380'
+    assert plan['snapshot']['origin'] == 'same'
+    assert plan['lost'] == [{'host': 'cp3', 'address': '10.0.0.13', 'name': 'cp3',
+                             'peer_urls': ['https://10.0.0.13:2380'], 'client_urls': [],
+                             'source': 'the running cluster'}]
+    assert plan['lost_names'] == ['cp3']
+    lines = planner.plan_lines(plan)
+    assert ('declared lost: cp3 (member cp3, peer https://10.0.0.13:2380, from the running cluster), left out of the '
+            'new cluster; nothing is done on it') in lines
+    assert 'quorum: 3 -> 2 members: quorum 2, tolerates no failure (before: 1 failure)' in lines
+    assert any(l.startswith('WARNING: restoring onto cp1, cp2 only: cp3 is declared lost') and
+               '`ansible-playbook playbooks/member.yml -e etcd_member_host=<host>`' in l for l in lines)
+    report = planner.build_report(plan, {}, {'endpoints': [], 'cluster_id': plan['cluster_id']}, {})
+    assert report['report']['lost_hosts'] == ['cp3']
+    assert ('cp3: declared lost, not a member of the restored cluster; nothing was done on it. Keep it off until you '
+            'bring it back: ansible-playbook playbooks/member.yml -i <inventory> -e etcd_member_host=cp3'
+            in report['lines'])
+
+
+def test_without_declaring_it_lost_a_member_outside_the_play_is_still_refused():
+    hosts, nodes, snap, old, _declared = survivors_of(3, ['cp3'])
+    decided = plan_for(hosts, nodes, snap=snap, old=old)
+    assert 'member(s) cp3 of the running cluster are not hosts of this play' in causes(decided)
+
+
+def test_a_lost_member_named_otherwise_is_found_by_its_peer_address_and_two_of_five_leave_three():
+    hosts, nodes, snap, old, declared = survivors_of(5, ['cp4', 'cp5'])
+    old['members'][3]['name'] = 'etcd-d'
+    old['endpoints'][3]['name'] = 'etcd-d'
+    snap['metadata']['members'][3]['name'] = 'etcd-d'
+    decided = plan_for(hosts, nodes, snap=snap, old=old, lost=declared)
+    assert decided['refusals'] == []
+    assert [(m['host'], m['name']) for m in decided['plan']['lost']] == [('cp4', 'etcd-d'), ('cp5', 'cp5')]
+    assert 'quorum: 5 -> 3 members: quorum 2, tolerates 1 failure (before: 2 failures)' in planner.plan_lines(
+        decided['plan'])
+
+
+def test_a_lost_member_found_only_in_the_snapshot_or_nowhere_is_said_so():
+    hosts, nodes, snap, _old, declared = survivors_of(3, ['cp3'])
+    decided = plan_for(hosts, nodes, snap=snap, old={}, lost=declared)
+    assert decided['refusals'] == []
+    assert decided['plan']['lost'][0]['source'] == "the snapshot's metadata"
+    snap['metadata']['members'] = snap['metadata']['members'][:2]
+    decided = plan_for(hosts, nodes, snap=snap, old={}, lost=declared)
+    assert decided['refusals'] == []
+    [lost] = decided['plan']['lost']
+    assert lost['name'] is None and decided['plan']['lost_names'] == []
+    assert ('declared lost: cp3 (its member is unknown: neither the running cluster nor the snapshot names one at '
+            '10.0.0.13), left out of the new cluster; nothing is done on it') in planner.plan_lines(decided['plan'])
+
+
+def test_a_host_declared_lost_whose_etcd_still_answers_is_refused():
+    hosts, nodes, snap, old, declared = survivors_of(3, ['cp3'])
+    old['endpoints'][2]['healthy'] = True
+    decided = plan_for(hosts, nodes, snap=snap, old=old, lost=declared)
+    [refused] = decided['refusals']
+    assert refused['host'] == 'cp3'
+    assert refused['cause'] == ('it is declared lost (etcd_restore_lost_hosts), but its etcd member cp3 answers healthy '
+                                'at https://10.0.0.13:2379')
+    assert refused['fix'].startswith('restore with every control plane; or, if it must go, stop its etcd first')
+
+
+def test_the_rollback_of_a_restore_onto_the_survivors_counts_the_lost_members_as_down():
+    hosts, nodes, snap, old, declared = survivors_of(3, ['cp3'])
+    plan = plan_for(hosts, nodes, snap=snap, old=old, lost=declared)['plan']
+    both = planner.lost_members(plan, {'cp1': {'step': 'start_etcd'}, 'cp2': {'step': 'start_etcd'}})
+    assert both == {'hosts': [], 'names': ['cp3'], 'step': 'start_etcd', 'up': 2, 'total': 3, 'quorum': True}
+    one = planner.lost_members(plan, {'cp1': {'step': 'start_etcd'}})
+    assert (one['hosts'], one['names'], one['up'], one['quorum']) == (['cp2'], ['cp2', 'cp3'], 1, False)
+    text = planner.rolled_back_text(plan, [{'host': 'cp2', 'step': 'start_etcd', 'task': 't', 'msg': 'boom'}],
+                                    {'cluster_id': 'e07ff96dc481154f', 'healthy': True}, [], both)
+    assert text.startswith('etcd restore FAILED on cp2 at step start_etcd (task "t"): boom. ROLLED BACK')
+    assert text.endswith('The control planes declared lost (cp3) were left alone, as they were before this run.')

@@ -1,0 +1,121 @@
+"""A control plane gone for good: restore.yml onto the survivors (etcd_restore_lost_hosts) on a 3-node etcd 3.5.30
+lab restores exactly the snapshot's data as a 2-member cluster and never contacts the lost node.
+
+cp3 is destroyed the way a dead VM looks from outside: its control-plane pods stop (every manifest taken away
+from its kubelet), its etcd data is gone, and SSH to it fails (the inventory points at a port where nothing
+listens, so any attempt to reach it would fail the play)."""
+
+import json
+import os
+import shutil
+
+import pytest
+
+import pbhelpers as h
+
+pytestmark = pytest.mark.parametrize(
+    "lab", [pytest.param({"nodes": 3, "etcd_version": "3.5.30", "ip_base": 400, "dir": "/tmp/kubeops-survivors-400"},
+                         id="3-nodes-3.5.30")], indirect=True)
+
+PREFIX = "/kubeops-survivors/"
+GONE = "/root/destroyed-manifests"
+REPORT_TASK = "Report the restore of each member"
+DECLARED_TASK = "Check the control planes declared lost (etcd_restore_lost_hosts) against the play"
+
+
+def survivors(lab):
+    return [node["client_url"] for node in lab.state["nodes"] if node["host"] != "cp3"]
+
+
+def keys(lab):
+    out = lab.etcdctl("get", "", "--prefix", "--keys-only", endpoints=survivors(lab)).stdout
+    return set(line for line in out.splitlines() if line)
+
+
+def destroy(lab, host):
+    """Stop every control-plane pod of host (its manifests leave the kubelet's dir) and delete its etcd data."""
+    lab.exec(host, ["mkdir", "-p", GONE], check=True)
+    for name in h.MANIFESTS:
+        lab.exec(host, ["mv", "/etc/kubernetes/manifests/" + name, GONE + "/" + name], check=True)
+    h.wait_for(lambda: h.container_ids(lab, host) == [], 60)
+    shutil.rmtree(lab.node_path(host, "/var/lib/etcd"))
+
+
+@pytest.fixture(scope="module")
+def destroyed(lab, run_playbook, tmp_path_factory):
+    """A backup of the healthy 3-node cluster, a key written after it, then cp3 destroyed."""
+    snapshot = h.backup_with_marker(run_playbook, lab, str(tmp_path_factory.mktemp("backups")), PREFIX)
+    keys_at_backup = h.keys(lab, with_values=True)
+    lab.etcdctl("put", PREFIX + "after-backup", "must-vanish")
+    old_cluster = h.cluster_id(lab)
+    destroy(lab, "cp3")
+    overlay = h.write_inventory_overlay(str(tmp_path_factory.mktemp("inventory") / "cp3-gone.yml"),
+                                        {"cp3": {"ansible_port": 1}})
+    return {"snapshot": snapshot, "keys": keys_at_backup, "cluster_id": old_cluster, "overlay": overlay}
+
+
+def status(lab):
+    """{member name: cluster id} of the members that answer, asked at the survivors only."""
+    out = lab.etcdctl("endpoint", "status", "-w", "json", endpoints=survivors(lab)).stdout
+    return json.loads(out)
+
+
+def test_a_typo_in_the_lost_hosts_or_every_host_lost_is_refused_before_anything_changes(lab, run_playbook, destroyed):
+    before = h.node_state(lab)
+    run = h.restore(run_playbook, lab, destroyed["snapshot"], extra_args=destroyed["overlay"],
+                    etcd_restore_lost_hosts="cp03")
+    assert run.rc != 0
+    assert "cp03: etcd_restore_lost_hosts names cp03, which is not a control plane of this play (cp1, cp2, cp3)" in \
+        run.result(DECLARED_TASK, "cp1")["msg"], run
+    run = h.restore(run_playbook, lab, destroyed["snapshot"], etcd_restore_lost_hosts=["cp1", "cp2", "cp3"])
+    assert run.rc != 0
+    assert "every control plane of the play is declared lost" in run.result(DECLARED_TASK, "cp1")["msg"], run
+    assert h.node_state(lab) == before
+
+
+def test_check_mode_shows_the_smaller_cluster_and_the_quorum_arithmetic_and_changes_nothing(
+        lab, run_playbook, destroyed):
+    before = h.node_state(lab)
+    run = h.restore(run_playbook, lab, destroyed["snapshot"], check=True, extra_args=destroyed["overlay"],
+                    etcd_restore_lost_hosts="cp3")
+    assert run.rc == 0, run
+    plan = run.result("Show the restore plan", "cp1")["msg"]
+    assert "declared lost: cp3 (member cp3, peer https://%s:2380, from the running cluster), left out of the new " \
+           "cluster; nothing is done on it" % lab.node("cp3")["ip"] in plan, plan
+    assert "quorum: 3 -> 2 members: quorum 2, tolerates no failure (before: 1 failure)" in plan, plan
+    assert "initial cluster cp1=https://%s:2380,cp2=https://%s:2380" % (lab.node("cp1")["ip"], lab.node("cp2")["ip"]) \
+        in plan, plan
+    assert h.node_state(lab) == before
+    assert set(entry["Status"]["header"]["cluster_id"] for entry in status(lab)) == {int(destroyed["cluster_id"], 16)}
+
+
+def test_restore_onto_the_survivors_serves_exactly_the_snapshot_as_two_members_and_never_touches_the_lost_node(
+        lab, run_playbook, destroyed):
+    cp3_before = {path: h.listdir(lab, "cp3", path) for path in ("/var/lib", "/etc/kubernetes", h.HOLDING_DIR, GONE)}
+    run = h.restore(run_playbook, lab, destroyed["snapshot"], extra_args=destroyed["overlay"],
+                    etcd_restore_lost_hosts="cp3")
+    assert run.rc == 0, run
+
+    assert h.keys(lab, with_values=True) == destroyed["keys"]
+    assert PREFIX + "after-backup" not in keys(lab)
+    members = json.loads(lab.etcdctl("member", "list", "-w", "json", endpoints=survivors(lab)).stdout)["members"]
+    assert sorted(m["name"] for m in members) == ["cp1", "cp2"]
+    assert not any(m.get("isLearner") for m in members)
+    report = h.custom_stat(run, "etcd_restore")
+    assert report["lost_hosts"] == ["cp3"]
+    assert report["cluster_id"] != destroyed["cluster_id"]
+    assert {format(e["Status"]["header"]["cluster_id"], "x") for e in status(lab)} == {report["cluster_id"]}
+    assert sorted(m["name"] for m in report["members"]) == ["cp1", "cp2"]
+    assert ("cp3: declared lost, not a member of the restored cluster; nothing was done on it. Keep it off until you "
+            "bring it back: ansible-playbook playbooks/member.yml -i <inventory> -e etcd_member_host=cp3") in \
+        run.result(REPORT_TASK, "cp1")["msg"]
+    for host in ("cp1", "cp2"):
+        assert h.readyz(lab, host) == (200, "ok")
+        assert h.manifest_data_dir(lab, host).startswith("/var/lib/etcd-restored-")
+    # cp3 was never contacted: no run dir, no staged snapshot, nothing moved
+    assert {path: h.listdir(lab, "cp3", path) for path in cp3_before} == cp3_before
+    assert h.listdir(lab, "cp3", h.RUNS_DIR) is None
+    assert run.failed() == []
+    # the argument check runs on the controller; nothing else ran for cp3
+    assert [r["task"] for r in run.results if r["host"] == "cp3" and r["status"] != "skipped"
+            and r["action"] != "ansible.builtin.validate_argument_spec"] == [], run.results
