@@ -25,8 +25,8 @@ from ansible_collections.kubeops.etcd.plugins.module_utils.files import (
 
 ARGUMENT_SPEC = dict(
     phase=dict(type='str', required=True,
-               choices=['unfinished', 'declared', 'source', 'snapshot', 'plan', 'prepared', 'report', 'lost',
-                        'rollback']),
+               choices=['unfinished', 'declared', 'survivor', 'source', 'snapshot', 'plan', 'prepared', 'report',
+                        'lost', 'rollback']),
     snapshot=dict(type='raw'),
     backup_dir=dict(type='path'),
     objects=dict(type='list', elements='dict'),
@@ -228,6 +228,18 @@ class ActionModule(ActionBase):
         if decided['refusals']:
             return {'failed': True, 'msg': planner.refusal_text(decided['refusals']), 'refusals': decided['refusals']}
         return {'lost': decided['lost']}
+
+    def _phase_survivor(self, args, task_vars):
+        """-e snapshot=survivor: the member to recover from when the cluster lost its quorum."""
+        hosts = args['hosts'] or []
+        nodes = collect(task_vars, hosts, args['host_vars'].get('node'))
+        urls = dict((host, ((node or {}).get('member') or {}).get('advertise_client_urls') or [])
+                    for host, node in nodes.items())
+        decided = planner.choose_survivor(hosts, urls, args['old_cluster'] or {}, args['lost_hosts'] or [])
+        if decided['refusals']:
+            return {'failed': True, 'msg': planner.refusal_text(decided['refusals']), 'refusals': decided['refusals'],
+                    'candidates': decided['candidates']}
+        return {'survivor': decided['survivor'], 'candidates': decided['candidates'], 'lines': decided['lines']}
 
     def _phase_plan(self, args, task_vars):
         snapshot = dict(args['snapshot'] or {})

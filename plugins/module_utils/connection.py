@@ -13,6 +13,7 @@ import os
 from ansible_collections.kubeops.etcd.plugins.module_utils.errors import EtcdModuleError, node_name
 from ansible_collections.kubeops.etcd.plugins.module_utils.parsers import (
     assess_cluster,
+    member_id_hex,
     parse_endpoint_health,
     parse_endpoint_status,
     parse_endpoint_status_failures,
@@ -164,16 +165,49 @@ def query_cluster(runner, etcdctl, conn, expected_members=None, min_revision=Non
     return cluster, {'member_list': member_list, 'statuses': statuses}
 
 
-def unreachable_cluster(reason):
-    """The ``cluster`` result when not even the member list could be read."""
+def unreachable_cluster(reason, endpoints=None):
+    """The ``cluster`` result when not even the member list could be read.
+
+    endpoints: what lone_member_statuses read of the members that still answer on their own, if asked."""
     return {
         'cluster_id': None,
         'members': [],
         'leader': None,
         'leader_name': None,
         'leader_client_url': None,
-        'endpoints': [],
+        'endpoints': list(endpoints or []),
         'healthy': False,
         'revision': None,
         'problems': [reason],
     }
+
+
+def lone_member_statuses(runner, etcdctl, conn, endpoints=None):
+    """The status of each endpoint that answers on its own, when the member list cannot be read.
+
+    A member without a quorum cannot list the members (that needs a leader) but still answers ``endpoint status``
+    from its own state: its member and cluster ID, revision and raft index, and errors such as "no leader". Entries
+    have the shape of a cluster's ``endpoints`` (healthy always false) plus ``cluster_id``, ``raft_index`` and
+    ``raft_applied_index``.
+    """
+    asked = list(endpoints or conn.endpoints)
+    result = runner.run([etcdctl] + conn.args(asked) + ['endpoint', 'status', '-w', 'json'], check_rc=False)
+    found = []
+    for status in parse_endpoint_status(result.stdout):
+        found.append({
+            'endpoint': status['endpoint'],
+            'healthy': False,
+            'error': '; '.join(status['errors'] or []) or 'the member list could not be read',
+            'member_id': member_id_hex(status['member_id']),
+            'cluster_id': member_id_hex(status['cluster_id']),
+            'name': '',
+            'revision': status['revision'],
+            'raft_term': status['raft_term'],
+            'raft_index': status['raft_index'],
+            'raft_applied_index': status['raft_applied_index'],
+            'db_size': status['db_size'],
+            'version': status['version'],
+            'storage_version': status['storage_version'],
+            'is_leader': False,
+        })
+    return found

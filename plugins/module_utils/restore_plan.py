@@ -496,6 +496,71 @@ def _check_lost(lost, old_cluster, refusals):
                 'manifests dir, or stop its kubelet) so that it cannot serve the old data beside the restored cluster.'))
 
 
+SURVIVOR = 'survivor'
+
+
+def choose_survivor(hosts, client_urls, cluster, lost=()):
+    """The member to recover from when the cluster lost its quorum and no snapshot is to be used
+    (-e snapshot=survivor): the one with the highest raft index (then revision) among the control planes of the play.
+
+    hosts: the control planes of the play that are not declared lost; client_urls: {host: [its member's client URLs]};
+    cluster: etcd_cluster_health's ``cluster`` read at all of them (without a quorum it lists, in ``endpoints``, what
+    each member that answers on its own reports). Returns {'survivor': {host, endpoint, raft_index, revision,
+    cluster_id, member_id}, 'candidates': [...], 'lines': [...], 'refusals': [...]}.
+    """
+    refusals = []
+    if (cluster or {}).get('members'):
+        leader = cluster.get('leader_name')
+        refusals.append(refusal(
+            ', '.join(hosts), 'the etcd cluster still lists its members%s, so it has a quorum: there is nothing to '
+                              'recover from a survivor' % (' (leader %s)' % leader if leader else ''),
+            'replace the broken or lost members with playbooks/member.yml (no data is lost), or restore a snapshot '
+            '(-e snapshot=latest).'))
+        return {'survivor': None, 'candidates': [], 'lines': [], 'refusals': refusals}
+    by_url = dict((entry.get('endpoint'), entry) for entry in (cluster or {}).get('endpoints') or [])
+    candidates, silent = [], []
+    for host in hosts:
+        answers = [by_url[url] for url in client_urls.get(host) or [] if url in by_url and by_url[url].get('member_id')]
+        if not answers:
+            silent.append(host)
+            continue
+        entry = answers[0]
+        candidates.append({'host': host, 'endpoint': entry['endpoint'], 'raft_index': entry.get('raft_index') or 0,
+                           'revision': entry.get('revision') or 0, 'cluster_id': entry.get('cluster_id'),
+                           'member_id': entry.get('member_id'), 'error': entry.get('error')})
+    for host in silent:
+        refusals.append(refusal(
+            host, 'its etcd member does not answer, so its raft index is unknown: its data may be newer than the '
+                  'others\' and would be lost',
+            'start its etcd (put etcd.yaml back in the manifests dir) so that it can be compared, or declare it lost '
+            '(-e etcd_restore_lost_hosts=%s) if its data is gone.' % ','.join(list(lost) + [host])))
+    ids = sorted(set(c['cluster_id'] for c in candidates))
+    if len(ids) > 1:
+        refusals.append(refusal(', '.join(c['host'] for c in candidates), 'the members that answer belong to different '
+                                'clusters (%s)' % ', '.join('%s: %s' % (c['host'], c['cluster_id']) for c in candidates),
+                                'recover each cluster on its own, or declare the stray control planes lost.'))
+    if not candidates and not silent:
+        refusals.append(refusal(', '.join(hosts) or '-', 'no etcd member answers on any control plane of the play',
+                                'restore a snapshot (-e snapshot=latest).'))
+    if refusals:
+        return {'survivor': None, 'candidates': candidates, 'lines': [], 'refusals': refusals}
+    ranked = sorted(candidates, key=lambda c: (-int(c['raft_index']), -int(c['revision']), hosts.index(c['host'])))
+    chosen = ranked[0]
+    lines = ['NO QUORUM: recovering from the surviving member with the highest raft index, without a snapshot',
+             'candidates: %s' % '; '.join('%s raft index %s, revision %s (%s)' % (c['host'], c['raft_index'], c['revision'],
+                                                                            c['error'] or 'answers')
+                                          for c in ranked),
+             'chosen: %s (member %s of cluster %s): a snapshot is taken from it now (a member serves one without a '
+             'leader) and restored on %s, as any snapshot' % (chosen['host'], chosen['member_id'], chosen['cluster_id'],
+                                                              ', '.join(hosts)),
+             'kept: every write %s had applied (revision %s); lost: whatever only the lost members had received and '
+             '%s had not (nothing, if it was in sync when the quorum was lost)%s'
+             % (chosen['host'], chosen['revision'], chosen['host'],
+                '' if len(ranked) == 1 else '; the data of %s is replaced by %s\'s'
+                % (', '.join(c['host'] for c in ranked[1:]), chosen['host']))]
+    return {'survivor': chosen, 'candidates': ranked, 'lines': lines, 'refusals': []}
+
+
 def plan_restore(hosts, nodes, snapshot_facts, old_cluster, options):
     """The restore plan, or the refusals that stop it.
 
@@ -552,6 +617,15 @@ def plan_restore(hosts, nodes, snapshot_facts, old_cluster, options):
     _check_lost(lost, old_cluster, refusals)
     lost_names = [m['name'] for m in lost if m['name']]
     origin = snapshot_origin(snapshot, members + [m for m in lost if m['name']], old['cluster_id'])
+    survivor = options.get('survivor')
+    if survivor:
+        origin = {'verdict': SURVIVOR,
+                  'text': 'snapshot taken now from %s\'s etcd member %s without a quorum (raft index %s, revision %s), '
+                          'the most advanced survivor of cluster %s'
+                          % (survivor['host'], survivor['member_id'], survivor['raft_index'], survivor['revision'],
+                             survivor['cluster_id'])}
+        warnings.append('recovering without a snapshot from %s\'s data (-e snapshot=survivor). etcd\'s recovery guide '
+                        'prefers a snapshot: if a recent backup is good enough, restore it instead.' % survivor['host'])
     snapshot['origin'] = origin['verdict']
     snapshot['origin_text'] = origin['text']
     if origin['verdict'] == 'other':

@@ -114,6 +114,9 @@ cluster:
       description:
         - One entry per client URL asked, with C(endpoint), C(healthy), C(error), C(member_id) (hex), C(name),
           C(revision), C(db_size), C(version), C(is_leader) and C(raft_term).
+        - When the member list cannot be read (etcd down, or a member without a quorum, which cannot list members
+          without a leader), one entry per member that still answers on its own, with C(healthy=false), C(error) (for
+          example C(etcdserver: no leader)) and also C(cluster_id), C(raft_index) and C(raft_applied_index).
       type: list
       elements: dict
       sample: [{"endpoint": "https://10.0.0.11:2379", "healthy": true, "error": null, "member_id": "983d3a5b1b3bd8ab",
@@ -159,6 +162,7 @@ from ansible_collections.kubeops.etcd.plugins.module_utils.connection import (
     connection_argument_spec,
     load_manifest,
     needs_manifest,
+    lone_member_statuses,
     query_cluster,
     resolve_connection,
     unreachable_cluster,
@@ -235,6 +239,9 @@ def run_module(module):
         if not cluster['problems'] or time.time() >= deadline:
             break
         time.sleep(max(0.0, min(POLL_INTERVAL - (time.time() - round_started), deadline - time.time())))
+    if not cluster['members'] and etcdctl is not None:
+        # No member list (etcd down, or no quorum): say what the members that still answer know on their own.
+        cluster['endpoints'] = lone_member_statuses(runner, etcdctl, conn)
     versions = sorted(set(endpoint['version'] for endpoint in cluster['endpoints'] if endpoint['version']))
     for version in versions:
         for warning in version_warnings(version):

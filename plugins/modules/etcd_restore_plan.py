@@ -33,6 +33,10 @@ description:
   - O(phase=report) checks that the running cluster is the one the restore produced and returns the report.
   - O(phase=declared) checks the control planes declared lost (O(lost_hosts)) against the play's hosts and returns them
     in play order; a name that is not a host of the play, or every host, is refused.
+  - O(phase=survivor) chooses, for C(-e snapshot=survivor), the member to recover from when the cluster lost its quorum:
+    the one with the highest raft index (then revision) among the control planes of O(hosts), from what each member
+    that answers on its own reports (O(old_cluster)); it refuses when the cluster still has a quorum, when a control
+    plane's member does not answer (its data might be newer) and when the members belong to different clusters.
   - O(phase=lost) finds the control planes that stopped answering during the outage (those without O(host_vars) key
     C(answered)) and whether the others, with the ones declared lost counted as down, are a quorum.
   - O(phase=rollback) words the message of a rollback, complete or not.
@@ -44,7 +48,7 @@ options:
     description: What to compute.
     type: str
     required: true
-    choices: [unfinished, declared, source, snapshot, plan, prepared, report, lost, rollback]
+    choices: [unfinished, declared, survivor, source, snapshot, plan, prepared, report, lost, rollback]
   snapshot:
     description:
       - With O(phase=snapshot), the C(snapshot) extra var as given. With O(phase=plan), the facts returned by the
@@ -96,6 +100,7 @@ options:
       - With O(phase=declared), the C(etcd_restore_lost_hosts) role variable as given (a list, or one comma-separated
         string). With O(phase=plan), the checked list that O(phase=declared) returned; the plan leaves these control
         planes out of the new cluster and never contacts them (their address comes from the inventory's C(ansible_host)).
+        With O(phase=survivor), the same list (a refusal's fix names it).
     type: raw
   host_vars:
     description:
@@ -114,11 +119,13 @@ options:
     default: rolled_back
     choices: [rolled_back, incomplete, discarded]
   old_cluster:
-    description: The C(cluster) result of M(kubeops.etcd.etcd_cluster_health) for the running cluster, or V(null).
+    description: The C(cluster) result of M(kubeops.etcd.etcd_cluster_health) for the running cluster, or V(null)
+      (phases plan and survivor).
     type: raw
   options:
     description: Role settings the plan uses (timestamp, bump_revision, disk_margin_bytes, staging_dir, runs_dir,
-      manifests_dir, holding_dir, restart_kubelet, allow_other_cluster).
+      manifests_dir, holding_dir, restart_kubelet, allow_other_cluster, and survivor, the member O(phase=survivor)
+      chose, when the snapshot was taken from it).
     type: dict
   plan:
     description: The plan returned by O(phase=plan) (phases prepared, report and rollback).
@@ -193,6 +200,16 @@ plan:
       C(name) is null when neither the running cluster nor the snapshot names one).
   returned: phase is plan or prepared
   type: dict
+survivor:
+  description: Phase survivor, the chosen member - C(host), C(endpoint), C(raft_index), C(revision), C(cluster_id),
+    C(member_id).
+  returned: phase is survivor
+  type: dict
+candidates:
+  description: Phase survivor, every control plane whose member answered, most advanced first.
+  returned: phase is survivor
+  type: list
+  elements: dict
 lost:
   description:
     - Phase declared, the control planes declared lost in play order (a list of str).
@@ -201,8 +218,9 @@ lost:
   returned: phase is declared or lost
   type: raw
 lines:
-  description: The plan (phase plan) or the report (phase report), one line per item, for the operator.
-  returned: phase is plan or report
+  description: The plan (phase plan), the choice of the survivor (phase survivor) or the report (phase report), one
+    line per item, for the operator.
+  returned: phase is plan, survivor or report
   type: list
   elements: str
 report:

@@ -62,6 +62,10 @@ options:
         snapshot has been verified.
       - When the cluster is not healthy, take the snapshot anyway from the chosen member (it must still answer);
         RV(cluster_healthy=false) is recorded in the metadata and RV(problems) says why.
+      - When the member list cannot be read at all (a member without a quorum: listing members needs a leader) and
+        O(endpoint) is set, take the snapshot from that member alone, which serves it from its own state. The
+        metadata then records no members, the cluster ID the member reports and C(cluster_healthy=false); RV(raft_index)
+        says how far its log goes.
     type: bool
     default: false
   write_metadata:
@@ -285,6 +289,12 @@ problems:
   type: list
   elements: str
   sample: []
+raft_index:
+  description: The raft index of the member the snapshot came from, when it was taken from a member alone (no
+    member list could be read; see O(force)).
+  returned: when the snapshot was taken from a member alone
+  type: int
+  sample: 4711
 cluster:
   description:
     - The cluster as the module read it, in the shape M(kubeops.etcd.etcd_cluster_health) returns it.
@@ -343,8 +353,10 @@ from ansible_collections.kubeops.etcd.plugins.module_utils.connection import (
     connection_argument_spec,
     load_manifest,
     needs_manifest,
+    lone_member_statuses,
     query_cluster,
     resolve_connection,
+    unreachable_cluster,
 )
 from ansible_collections.kubeops.etcd.plugins.module_utils.containers import ContainerTools, move_file
 from ansible_collections.kubeops.etcd.plugins.module_utils.errors import EtcdModuleError, node_name
@@ -439,6 +451,20 @@ def choose_source(module, cluster, raw, conn, runner, etcdctl):
     return endpoint, member_name, status['version'], status['storage_version']
 
 
+def lone_member_source(error, runner, etcdctl, conn, params):
+    """(cluster, source) for a member that answers on its own while the member list cannot be read (it has no
+    quorum: listing members needs a leader). Its snapshot is served from its own state, without a leader."""
+    statuses = lone_member_statuses(runner, etcdctl, conn, [params['endpoint']])
+    if not statuses:
+        raise error
+    status = statuses[0]
+    cluster = unreachable_cluster(error.msg, statuses)
+    cluster.update(cluster_id=status['cluster_id'], revision=status['revision'])
+    cluster['problems'].append('taking the snapshot from %s alone (%s), as force and endpoint ask'
+                               % (params['endpoint'], status['error']))
+    return cluster, (params['endpoint'], params['member_name'] or '', status['version'], status['storage_version'])
+
+
 def refuse_unhealthy(cluster, endpoints):
     """EtcdModuleError for an unhealthy cluster, carrying what was read."""
     return EtcdModuleError(
@@ -531,11 +557,22 @@ def run_module(module, result):
     conn = resolve_connection(module, load_manifest(module) if needs_manifest(module) else None)
 
     # One read decides both: is the cluster fit to back up, and which member to stream from.
-    cluster, raw = query_cluster(runner, etcdctl, conn)
+    try:
+        cluster, raw = query_cluster(runner, etcdctl, conn)
+    except EtcdModuleError as exc:
+        if not (params['force'] and params['endpoint']):
+            raise
+        cluster, source = lone_member_source(exc, runner, etcdctl, conn, params)
+    else:
+        source = None
     result['cluster'] = cluster
     if not cluster['healthy'] and not params['force']:
         raise refuse_unhealthy(cluster, conn.endpoints)
-    endpoint, member_name, etcd_version, storage_version = choose_source(module, cluster, raw, conn, runner, etcdctl)
+    if source is None:
+        source = choose_source(module, cluster, raw, conn, runner, etcdctl)
+    else:
+        result['raft_index'] = cluster['endpoints'][0]['raft_index']
+    endpoint, member_name, etcd_version, storage_version = source
     for warning in version_warnings(etcd_version):
         module.warn(warning)
     suffix = timestamp()

@@ -36,9 +36,17 @@ def destroy(lab, host):
     """Stop every control-plane pod of host (its manifests leave the kubelet's dir) and delete its etcd data."""
     lab.exec(host, ["mkdir", "-p", GONE], check=True)
     for name in h.MANIFESTS:
-        lab.exec(host, ["mv", "/etc/kubernetes/manifests/" + name, GONE + "/" + name], check=True)
+        if os.path.exists(lab.node_path(host, "/etc/kubernetes/manifests/" + name)):
+            lab.exec(host, ["mv", "/etc/kubernetes/manifests/" + name, GONE + "/" + name], check=True)
     h.wait_for(lambda: h.container_ids(lab, host) == [], 60)
-    shutil.rmtree(lab.node_path(host, "/var/lib/etcd"))
+    for entry in os.listdir(lab.node_path(host, "/var/lib")):
+        if entry.startswith("etcd"):
+            shutil.rmtree(lab.node_path(host, "/var/lib/" + entry))
+
+
+def unreachable(tmp_path, *hosts):
+    """An inventory overlay that sends SSH for these hosts to a port where nothing listens."""
+    return h.write_inventory_overlay(str(tmp_path / "gone.yml"), dict((host, {"ansible_port": 1}) for host in hosts))
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +57,7 @@ def destroyed(lab, run_playbook, tmp_path_factory):
     lab.etcdctl("put", PREFIX + "after-backup", "must-vanish")
     old_cluster = h.cluster_id(lab)
     destroy(lab, "cp3")
-    overlay = h.write_inventory_overlay(str(tmp_path_factory.mktemp("inventory") / "cp3-gone.yml"),
-                                        {"cp3": {"ansible_port": 1}})
+    overlay = unreachable(tmp_path_factory.mktemp("inventory"), "cp3")
     return {"snapshot": snapshot, "keys": keys_at_backup, "cluster_id": old_cluster, "overlay": overlay}
 
 
@@ -119,3 +126,52 @@ def test_restore_onto_the_survivors_serves_exactly_the_snapshot_as_two_members_a
     # the argument check runs on the controller; nothing else ran for cp3
     assert [r["task"] for r in run.results if r["host"] == "cp3" and r["status"] != "skipped"
             and r["action"] != "ansible.builtin.validate_argument_spec"] == [], run.results
+
+
+def test_survivor_recovery_is_refused_while_the_cluster_has_a_quorum(lab, run_playbook, destroyed, tmp_path):
+    before = h.node_state(lab)
+    run = h.restore(run_playbook, lab, "survivor", extra_args=unreachable(tmp_path, "cp3"), etcd_restore_lost_hosts="cp3")
+    assert run.rc != 0
+    message = run.result("Choose the most advanced survivor, or refuse (a quorum still there, a member that does not "
+                         "answer)", "cp1")["msg"]
+    assert "the etcd cluster still lists its members (leader " in message, message
+    assert "replace the broken or lost members with playbooks/member.yml" in message
+    assert h.node_state(lab) == before
+
+
+def test_quorum_lost_with_two_of_three_destroyed_recovers_the_survivors_data_without_a_snapshot(
+        lab, run_playbook, destroyed, tmp_path):
+    lab.etcdctl("put", PREFIX + "only-on-the-survivor", "written after every backup", endpoints=survivors(lab))
+    lab.etcdctl("put", PREFIX + "after-backup", "kept too", endpoints=survivors(lab))
+    survivor_keys = h.keys(lab, with_values=True)
+    assert survivor_keys[PREFIX + "only-on-the-survivor"] == b"written after every backup"
+    cluster_before = json.loads(lab.etcdctl("endpoint", "status", "-w", "json", node="cp1").stdout)[0]["Status"]
+    lost = [host for host in h.hosts(lab) if host != "cp1"]
+    for host in lost:
+        destroy(lab, host)
+    # cp1 alone has no quorum: it answers its own status, but no member list
+    assert lab.etcdctl("member", "list", node="cp1", check=False, timeout=20).returncode != 0
+
+    run = h.restore(run_playbook, lab, "survivor", extra_args=unreachable(tmp_path, *lost),
+                    etcd_restore_lost_hosts=",".join(lost))
+    assert run.rc == 0, run
+    choice = run.result("Say which survivor the data comes from, and what is kept and lost", "cp1")["msg"]
+    assert choice[0] == "NO QUORUM: recovering from the surviving member with the highest raft index, without a snapshot"
+    assert "chosen: cp1 (member %x of cluster %x)" % (cluster_before["header"]["member_id"],
+                                                      cluster_before["header"]["cluster_id"]) in choice[2], choice
+    plan = run.result("Show the restore plan", "cp1")["msg"]
+    assert any(line.startswith("WARNING: recovering without a snapshot from cp1's data") for line in plan), plan
+    assert "quorum: 3 -> 1 members: quorum 1, tolerates no failure (before: 1 failure)" in plan, plan
+
+    assert h.keys(lab, with_values=True) == survivor_keys
+    members = json.loads(lab.etcdctl("member", "list", "-w", "json", node="cp1").stdout)["members"]
+    assert [m["name"] for m in members] == ["cp1"]
+    report = h.custom_stat(run, "etcd_restore")
+    assert report["lost_hosts"] == lost
+    assert report["snapshot_origin"] == "survivor"
+    assert report["cluster_id"] != "%x" % cluster_before["header"]["cluster_id"]
+    assert h.readyz(lab, "cp1") == (200, "ok")
+    # the survivor's snapshot is kept on cp1 beside the restore: the data it had, if anything needs comparing
+    kept = h.listdir(lab, "cp1", h.STAGING_DIR)
+    assert [name for name in kept if name.startswith("survivor-cp1-") and name.endswith(".db")], kept
+    assert run.failed() == []

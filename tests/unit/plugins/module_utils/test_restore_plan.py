@@ -747,3 +747,66 @@ def test_the_rollback_of_a_restore_onto_the_survivors_counts_the_lost_members_as
                                     {'cluster_id': 'e07ff96dc481154f', 'healthy': True}, [], both)
     assert text.startswith('etcd restore FAILED on cp2 at step start_etcd (task "t"): boom. ROLLED BACK')
     assert text.endswith('The control planes declared lost (cp3) were left alone, as they were before this run.')
+
+
+# --- quorum lost, no snapshot: recover from the most advanced survivor (-e snapshot=survivor) -------------------
+
+def lone(host, raft_index, revision, cluster_id='d6f62b83150389a5', error='etcdserver: no leader'):
+    return {'endpoint': 'https://10.0.0.1%s:2379' % host[-1], 'healthy': False, 'error': error,
+            'member_id': 'a%s' % host[-1], 'cluster_id': cluster_id, 'name': '', 'revision': revision,
+            'raft_index': raft_index, 'is_leader': False}
+
+
+URLS = dict(('cp%d' % i, ['https://10.0.0.1%d:2379' % i]) for i in range(1, 6))
+
+
+def test_the_survivor_with_the_highest_raft_index_is_chosen_and_the_plan_says_what_is_kept_and_lost():
+    cluster = {'members': [], 'endpoints': [lone('cp1', 40, 19), lone('cp2', 57, 19), lone('cp3', 57, 18)]}
+    decided = planner.choose_survivor(['cp1', 'cp2', 'cp3'], URLS, cluster, ['cp4', 'cp5'])
+    assert decided['refusals'] == []
+    assert decided['survivor'] == {'host': 'cp2', 'endpoint': 'https://10.0.0.12:2379', 'raft_index': 57,
+                                   'revision': 19, 'cluster_id': 'd6f62b83150389a5', 'member_id': 'a2',
+                                   'error': 'etcdserver: no leader'}
+    assert [c['host'] for c in decided['candidates']] == ['cp2', 'cp3', 'cp1']
+    lines = decided['lines']
+    assert lines[0] == 'NO QUORUM: recovering from the surviving member with the highest raft index, without a snapshot'
+    assert lines[1] == ('candidates: cp2 raft index 57, revision 19 (etcdserver: no leader); cp3 raft index 57, revision '
+                        '18 (etcdserver: no leader); cp1 raft index 40, revision 19 (etcdserver: no leader)')
+    assert lines[3] == ("kept: every write cp2 had applied (revision 19); lost: whatever only the lost members had "
+                        "received and cp2 had not (nothing, if it was in sync when the quorum was lost); the data of "
+                        "cp3, cp1 is replaced by cp2's")
+
+
+def test_a_survivor_is_refused_while_the_cluster_has_a_quorum_or_a_member_is_silent_or_clusters_differ():
+    [quorum] = planner.choose_survivor(['cp1', 'cp2'], URLS, {'members': [{'name': 'cp1'}], 'leader_name': 'cp1'},
+                                       [])['refusals']
+    assert quorum['cause'] == ('the etcd cluster still lists its members (leader cp1), so it has a quorum: there is '
+                               'nothing to recover from a survivor')
+    assert quorum['fix'].startswith('replace the broken or lost members with playbooks/member.yml')
+    [silent] = planner.choose_survivor(['cp1', 'cp2'], URLS, {'members': [], 'endpoints': [lone('cp1', 40, 19)]},
+                                       ['cp3'])['refusals']
+    assert silent['host'] == 'cp2'
+    assert silent['cause'].startswith('its etcd member does not answer, so its raft index is unknown')
+    assert silent['fix'].endswith('or declare it lost (-e etcd_restore_lost_hosts=cp3,cp2) if its data is gone.')
+    [mixed] = planner.choose_survivor(['cp1', 'cp2'], URLS, {'members': [], 'endpoints': [
+        lone('cp1', 40, 19), lone('cp2', 41, 19, cluster_id='ffff')]}, [])['refusals']
+    assert mixed['cause'].startswith('the members that answer belong to different clusters')
+    [nobody] = planner.choose_survivor([], URLS, {'members': [], 'endpoints': []}, [])['refusals']
+    assert nobody['cause'] == 'no etcd member answers on any control plane of the play'
+
+
+def test_the_plan_of_a_survivor_recovery_names_its_origin_and_warns_loudly():
+    hosts, nodes, snap, _old, declared = survivors_of(3, ['cp2', 'cp3'])
+    snap['metadata']['members'] = []
+    survivor = {'host': 'cp1', 'endpoint': 'https://10.0.0.11:2379', 'raft_index': 40, 'revision': 19,
+                'cluster_id': 'd6f62b83150389a5', 'member_id': 'a1'}
+    decided = plan_for(hosts, nodes, snap=snap, old={}, lost=declared, survivor=survivor)
+    assert decided['refusals'] == []
+    plan = decided['plan']
+    assert plan['names'] == ['cp1'] and plan['snapshot']['origin'] == 'survivor'
+    lines = planner.plan_lines(plan)
+    assert ("snapshot taken now from cp1's etcd member a1 without a quorum (raft index 40, revision 19), the most "
+            "advanced survivor of cluster d6f62b83150389a5; matches its metadata") in lines
+    assert any(l.startswith("WARNING: recovering without a snapshot from cp1's data (-e snapshot=survivor).")
+               for l in lines)
+    assert 'quorum: 3 -> 1 members: quorum 1, tolerates no failure (before: 1 failure)' in lines
