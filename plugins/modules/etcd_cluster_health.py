@@ -116,7 +116,7 @@ cluster:
           C(revision), C(db_size), C(version), C(is_leader) and C(raft_term).
         - When the member list cannot be read (etcd down, or a member without a quorum, which cannot list members
           without a leader), one entry per member that still answers on its own, with C(healthy=false), C(error) (for
-          example C(etcdserver: no leader)) and also C(cluster_id), C(raft_index) and C(raft_applied_index).
+          example that there is no leader) and also C(cluster_id), C(raft_index) and C(raft_applied_index).
       type: list
       elements: dict
       sample: [{"endpoint": "https://10.0.0.11:2379", "healthy": true, "error": null, "member_id": "983d3a5b1b3bd8ab",

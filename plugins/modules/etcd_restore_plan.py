@@ -33,7 +33,7 @@ description:
   - O(phase=report) checks that the running cluster is the one the restore produced and returns the report.
   - O(phase=declared) checks the control planes declared lost (O(lost_hosts)) against the play's hosts and returns them
     in play order; a name that is not a host of the play, or every host, is refused.
-  - O(phase=survivor) chooses, for C(-e snapshot=survivor), the member to recover from when the cluster lost its quorum:
+  - O(phase=survivor) chooses, for C(-e snapshot=survivor), the member to recover from when the cluster lost its quorum,
     the one with the highest raft index (then revision) among the control planes of O(hosts), from what each member
     that answers on its own reports (O(old_cluster)); it refuses when the cluster still has a quorum, when a control
     plane's member does not answer (its data might be newer) and when the members belong to different clusters.

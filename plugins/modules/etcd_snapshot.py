@@ -62,7 +62,7 @@ options:
         snapshot has been verified.
       - When the cluster is not healthy, take the snapshot anyway from the chosen member (it must still answer);
         RV(cluster_healthy=false) is recorded in the metadata and RV(problems) says why.
-      - When the member list cannot be read at all (a member without a quorum: listing members needs a leader) and
+      - When the member list cannot be read at all (a member without a quorum, since listing members needs a leader) and
         O(endpoint) is set, take the snapshot from that member alone, which serves it from its own state. The
         metadata then records no members, the cluster ID the member reports and C(cluster_healthy=false); RV(raft_index)
         says how far its log goes.
