@@ -28,8 +28,18 @@ def main(argv=None):
     up.add_argument("--client-port", type=int, default=2379)
     up.add_argument("--peer-port", type=int, default=2380)
     up.add_argument("--ssh-port", type=int, default=22)
-    up.add_argument("--ip-base", type=int, default=10, help="node N gets loopback address number ip-base+N: 127.0.0.<ip-base+N>, past 254 127.0.1.x and on (default 10)")
+    up.add_argument("--ip-base", type=int, default=10, help="node N gets loopback address number ip-base+N: "
+                    "127.0.0.<ip-base+N>, past 254 127.0.1.x and on (default 10)")
     up.add_argument("--no-wait-apiserver", action="store_true")
+    up.add_argument("--topology", choices=lablib.TOPOLOGIES, default="stacked",
+                    help="stacked (default: etcd static pods on the control planes) or external (etcd hosts "
+                         "etcd1..N apart from the control planes, inventory group etcd)")
+    up.add_argument("--etcd-hosts", type=int, default=3, help="external: number of etcd hosts (default 3)")
+    up.add_argument("--etcd-style", choices=lablib.ETCD_STYLES, default="static",
+                    help="external: how etcd hosts run etcd: static (kubeadm static pod, default), systemd-flags "
+                         "(etcd.service, flags in ExecStart, User=etcd), systemd-env (kubespray: /etc/etcd.env)")
+    up.add_argument("--etcd-events", action="store_true",
+                    help="external, systemd styles: etcd1 also runs etcd-events.service (own cluster, ports 2383/2382)")
     for name, h in (("down", "stop everything and remove the lab dir (idempotent)"),
                     ("inventory", "print the inventory path")):
         s = sub.add_parser(name, help=h)
@@ -37,9 +47,11 @@ def main(argv=None):
     s = sub.add_parser("status", help="nodes, daemons, containers, etcd health")
     s.add_argument("--dir", dest="dir2", default=None)
     s.add_argument("--json", action="store_true")
-    s = sub.add_parser("etcdctl", help="etcdctl of the lab's version with endpoints and certs: etcdctl [--node cpN] -- ARGS")
+    s = sub.add_parser("etcdctl", help="etcdctl of the lab's version with endpoints and certs: etcdctl [--node cpN] -- ARGS "
+                       "(external etcd: the etcd hosts; --events: etcd1's etcd-events cluster)")
     s.add_argument("--dir", dest="dir2", default=None)
     s.add_argument("--node", default=None)
+    s.add_argument("--events", action="store_true")
     s.add_argument("args", nargs=argparse.REMAINDER)
     s = sub.add_parser("load", help="write Kubernetes-shaped keys")
     s.add_argument("--dir", dest="dir2", default=None)
@@ -78,7 +90,8 @@ def main(argv=None):
             inv = lab.up(nodes=a.nodes, etcd_version=a.etcd_version, etcd_versions=a.etcd_versions,
                          no_tools=a.no_tools, member_names=a.member_names, data_dir=a.data_dir,
                          client_port=a.client_port, peer_port=a.peer_port, ssh_port=a.ssh_port,
-                         ip_base=a.ip_base, wait_apiserver=not a.no_wait_apiserver)
+                         ip_base=a.ip_base, wait_apiserver=not a.no_wait_apiserver, topology=a.topology,
+                         etcd_hosts=a.etcd_hosts, etcd_style=a.etcd_style, etcd_events=a.etcd_events)
             print(inv)
             return 0
         if a.cmd == "down":
@@ -97,15 +110,29 @@ def main(argv=None):
             else:
                 print("lab %s (%s)  inventory %s" % (s["dir"], s["phase"], s["inventory"]))
                 for n in s["nodes"]:
-                    print("%-4s %-12s member=%-10s etcd=%-7s node=%s sshd=%s kubelet=%s etcd_healthy=%s" % (
-                        n["host"], n["ip"], n["member_name"], n["etcd_version"], ok(n["node"]), ok(n["sshd"]),
-                        ok(n["kubelet"]), n["etcd_healthy"]))
+                    if n["etcd_healthy"] is None:   # external etcd: a control plane without a member
+                        print("%-5s %-12s control plane%s node=%s sshd=%s kubelet=%s" % (
+                            n["host"], n["ip"], " " * 19, ok(n["node"]), ok(n["sshd"]), ok(n["kubelet"])))
+                    else:
+                        print("%-4s %-12s member=%-10s etcd=%-7s node=%s sshd=%s kubelet=%s etcd_healthy=%s" % (
+                            n["host"], n["ip"], n["member_name"], n["etcd_version"], ok(n["node"]), ok(n["sshd"]),
+                            ok(n["kubelet"]), n["etcd_healthy"]))
+                    for unit, state in sorted(n.get("units", {}).items()):
+                        print("       %-30s %s" % (unit, state))
+                    if "events_healthy" in n:
+                        print("       %-30s events_healthy=%s" % ("etcd-events", n["events_healthy"]))
                     for c in sorted(n["containers"], key=lambda c: c["pod"]):
                         if c["state"] == "running":
                             print("       %-30s %-8s %s attempt=%d" % (c["pod"], c["state"], c["id"], c["attempt"]))
-            return 0 if all(n["etcd_healthy"] for n in s["nodes"]) else 1
+            return 0 if all(n["etcd_healthy"] is not False and n.get("events_healthy", True)
+                            for n in s["nodes"]) else 1
         if a.cmd == "etcdctl":
-            argv = lab.etcdctl_argv(a.node) + rest(a.args)
+            eps = None
+            if a.events:
+                if not lab.state.get("etcd_events"):
+                    raise lablib.LabError("--events: this lab has no etcd-events unit (up --etcd-events)")
+                eps = [lab.state["etcd_events"]["client_url"]]
+            argv = lab.etcdctl_argv(a.node, endpoints=eps) + rest(a.args)
             return subprocess.call(argv, env=dict(os.environ, ETCDCTL_API="3"))
         if a.cmd == "load":
             r = lab.load(a.keys, a.value_bytes, threads=a.threads)

@@ -6,9 +6,15 @@ a real OpenSSH sshd and a kubelet stand-in that runs kubeadm-shaped static pods:
 real etcd (cached binaries of the requested version) and Python stand-ins for
 kube-apiserver, kube-controller-manager and kube-scheduler.
 
+External etcd (topology="external"): control planes cp1..cpM without etcd and etcd hosts etcd1..etcdN
+(inventory group etcd) running etcd as a static pod or a systemd unit (the systemctl stand-in runs unit files;
+the etcd hosts have private overlays over /etc and /usr/local/bin): see docs/lab.md "External etcd".
+
 API (used by the test harness):
     lab = Lab(dir)            # dir default: $KUBEOPS_LAB_DIR or <repo>/.lab
     lab.up(nodes=3, etcd_version="3.5.30", ...)   -> inventory path
+    lab.up(topology="external", nodes=2, etcd_hosts=3, etcd_style="systemd-flags", etcd_events=True)
+    lab.etcd_nodes(), lab.control_planes()        -> node dicts
     lab.down()
     lab.state                 # parsed <dir>/lab.json
     lab.inventory             # inventory path
@@ -49,6 +55,17 @@ PRIVATE_DIRS = ("/etc/kubernetes", "/var/lib")   # node-private trees (bind-moun
 MOUNTPOINT_MARKER = ".kubeops-lab-mountpoint"
 NODE_BIN_MOUNT = "/usr/local/sbin"              # node bin dir is bind-mounted here (first on root's PATH)
 FAULTS_DIR = "/var/lib/kubelet-standin/faults"  # read by the kubelet stand-in before each container start
+TOPOLOGIES = ("stacked", "external")
+ETCD_STYLES = ("static", "systemd-flags", "systemd-env")
+OVERLAY_DIRS = ("/etc", "/usr/local/bin")      # private overlays on external etcd hosts (see nodeinit.py)
+EVENTS_CLIENT_PORT, EVENTS_PEER_PORT = 2383, 2382   # kubespray's etcd-events ports
+# where each style keeps a member's certs: (dir, ca, cert, key, peer cert, peer key); {h} = host name
+ETCD_PKI = {
+    "static": ("/etc/kubernetes/pki/etcd", "ca.crt", "server.crt", "server.key", "peer.crt", "peer.key"),
+    "systemd-flags": ("/etc/etcd/pki", "ca.crt", "server.crt", "server.key", "peer.crt", "peer.key"),
+    "systemd-env": ("/etc/ssl/etcd/ssl", "ca.pem", "member-{h}.pem", "member-{h}-key.pem", "member-{h}.pem",
+                    "member-{h}-key.pem"),
+}
 SSH_OPTS = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
             "-o", "BatchMode=yes", "-o", "ConnectTimeout=5"]
 
@@ -194,7 +211,20 @@ class Lab:
                 return n["root"] + p
         if p == NODE_BIN_MOUNT or p.startswith(NODE_BIN_MOUNT + "/"):
             return n["bin_dir"] + p[len(NODE_BIN_MOUNT):]
+        for target, upper in (n.get("overlays") or {}).items():
+            if p == target or p.startswith(target + "/"):
+                # the node's own version (upper layer) when it has one, else the host's (lower layer): read
+                # only - change such files through lab.exec (an overlay's layers must not change under it)
+                mine = upper + p[len(target):]
+                return mine if os.path.lexists(mine) else p
         return p
+
+    def etcd_nodes(self):
+        """The nodes that run an etcd member: every node when stacked, the etcd hosts when external."""
+        return [n for n in self.state["nodes"] if n.get("client_url")]
+
+    def control_planes(self):
+        return [n for n in self.state["nodes"] if n.get("role", "control-plane") == "control-plane"]
 
     # ---- faults -----------------------------------------------------------------
     def _fault_path(self, host, pod):
@@ -206,7 +236,9 @@ class Lab:
         """Make every start of a container of static pod `pod` (metadata.name) on `host` fail (exit 1,
         log line `lab fault: <message>`) while `when_manifests_match` is empty or re.search()es the
         node's manifests (all loaded files, concatenated in file name order). The kubelet stand-in
-        reads the file before each start, so the fault hits the next start, not a running container."""
+        reads the file before each start, so the fault hits the next start, not a running container.
+        On an external etcd host `pod` may name a unit ("etcd.service"): the regex is then searched in the unit's
+        loaded files and its environment files (docs/lab.md "Faults on units")."""
         when_manifests_match = when_manifests_match or ""
         try:
             re.compile(when_manifests_match)
@@ -240,7 +272,10 @@ class Lab:
     def etcdctl_argv(self, node=None, endpoints=None):
         st = self.state
         n = self.node(node) if node else None
-        eps = endpoints or ([n["client_url"]] if n else [x["client_url"] for x in st["nodes"]])
+        if n and not n.get("client_url") and not endpoints:
+            raise LabError("%s runs no etcd member (external etcd: %s)"
+                           % (n["host"], ", ".join(x["host"] for x in self.etcd_nodes())))
+        eps = endpoints or ([n["client_url"]] if n else [x["client_url"] for x in self.etcd_nodes()])
         tool = (n or st["nodes"][0])["etcdctl"]
         return [tool, "--endpoints=" + ",".join(eps), "--cacert=" + st["ca"], "--cert=" + st["client_cert"],
                 "--key=" + st["client_key"]]
@@ -296,30 +331,59 @@ class Lab:
     # ---- up ---------------------------------------------------------------------
     def up(self, nodes=3, etcd_version=None, etcd_versions=None, no_tools=None, member_names=None,
            data_dir=None, client_port=2379, peer_port=2380, ssh_port=22, ip_base=10, apiserver_port=6443,
-           wait_apiserver=True, log=_log):
+           wait_apiserver=True, log=_log, topology="stacked", etcd_hosts=3, etcd_style="static", etcd_events=False):
+        """Build and start a lab -> inventory path.  topology="external": `nodes` control planes cp1..cpM without
+        etcd plus `etcd_hosts` etcd hosts etcd1..etcdN (inventory group etcd) running etcd as `etcd_style`
+        (static | systemd-flags | systemd-env); etcd_events: etcd1 also runs etcd-events.service (systemd styles).
+        member_names, etcd_versions, data_dir then apply to the etcd hosts."""
         t0 = time.time()
         check_host()
         nodes = int(nodes)
         if not 1 <= nodes <= 7:
             raise LabError("--nodes must be 1..7")
-        ips = [_node_ip(ip_base + i + 1) for i in range(nodes)]
+        topology = topology or "stacked"
+        if topology not in TOPOLOGIES:
+            raise LabError("--topology must be one of %s" % ", ".join(TOPOLOGIES))
+        external = topology == "external"
+        if external:
+            etcd_hosts = int(etcd_hosts)
+            if not 1 <= etcd_hosts <= 7:
+                raise LabError("--etcd-hosts must be 1..7")
+            if etcd_style not in ETCD_STYLES:
+                raise LabError("--etcd-style must be one of %s" % ", ".join(ETCD_STYLES))
+            if etcd_events and etcd_style == "static":
+                raise LabError("--etcd-events needs a systemd style (--etcd-style systemd-flags or systemd-env)")
+            members = etcd_hosts
+            cp_hosts = ["cp%d" % (i + 1) for i in range(nodes)]
+            member_hosts = ["etcd%d" % (i + 1) for i in range(etcd_hosts)]
+            hosts = cp_hosts + member_hosts
+        elif etcd_events or etcd_style not in (None, "static"):
+            raise LabError("--etcd-style and --etcd-events need --topology external")
+        else:
+            members = nodes
+            hosts = member_hosts = ["cp%d" % (i + 1) for i in range(nodes)]
+        ips = [_node_ip(ip_base + i + 1) for i in range(len(hosts))]
         if etcd_versions:
             versions = [v.strip() for v in (etcd_versions.split(",") if isinstance(etcd_versions, str)
                                             else etcd_versions)]
             if len(versions) == 1:
-                versions *= nodes
-            if len(versions) != nodes:
-                raise LabError("--etcd-versions needs one version per node (%d given, %d nodes)"
-                               % (len(versions), nodes))
+                versions *= members
+            if len(versions) != members:
+                raise LabError("--etcd-versions needs one version per %s (%d given, %d %s)"
+                               % ("etcd host" if external else "node", len(versions), members,
+                                  "etcd hosts" if external else "nodes"))
         else:
-            versions = [etcd_version or DEFAULT_VERSION] * nodes
-        hosts = ["cp%d" % (i + 1) for i in range(nodes)]
+            versions = [etcd_version or DEFAULT_VERSION] * members
         if member_names:
             names = [m.strip() for m in (member_names.split(",") if isinstance(member_names, str) else member_names)]
-            if len(names) != nodes:
-                raise LabError("--member-names needs %d names" % nodes)
+            if len(names) != members:
+                raise LabError("--member-names needs %d names" % members)
         else:
-            names = list(hosts)
+            names = list(member_hosts)
+        if external:
+            # control planes: no member; their etcdctl (and API server image) follow the first etcd host
+            versions = [versions[0]] * nodes + versions
+            names = [None] * nodes + names
         if no_tools in (None, "", False):
             no_tools_set = set()
         elif no_tools in ("all", True):
@@ -337,8 +401,11 @@ class Lab:
             log("an old lab exists in %s: taking it down first" % self.dir)
             self.down(log=log)
 
+        ports = [ssh_port, client_port, peer_port, 2381, apiserver_port]
+        if etcd_events:
+            ports += [EVENTS_CLIENT_PORT, EVENTS_PEER_PORT]
         for ip in ips:
-            for port in (ssh_port, client_port, peer_port, 2381, apiserver_port):
+            for port in ports:
                 if not _port_free(ip, port):
                     raise LabError("%s:%d is in use (another lab on this --ip-base?)" % (ip, port))
 
@@ -353,25 +420,31 @@ class Lab:
                                                                                           time.gmtime()),
               "marker": "KUBEOPS_LAB=" + self.dir, "python": python, "ip_base": ip_base,
               "client_port": client_port, "peer_port": peer_port, "ssh_port": ssh_port,
-              "apiserver_port": apiserver_port, "etcd_versions": versions, "data_dir": data_dir,
+              "apiserver_port": apiserver_port, "etcd_versions": versions[-members:], "data_dir": data_dir,
               "created_host_dirs": [], "nodes": [], "inventory": os.path.join(self.dir, "inventory.ini"),
               "ssh_key": os.path.join(self.dir, "ssh", "id_ed25519"),
               "ca": os.path.join(self.dir, "pki", "etcd", "ca.crt"),
               "ca_key": os.path.join(self.dir, "pki", "etcd", "ca.key"),
               "client_cert": os.path.join(self.dir, "pki", "etcd", "lab-client.crt"),
               "client_key": os.path.join(self.dir, "pki", "etcd", "lab-client.key"),
-              "k8s_ca": os.path.join(self.dir, "pki", "ca.crt"), "phase": "creating"}
+              "k8s_ca": os.path.join(self.dir, "pki", "ca.crt"), "phase": "creating", "topology": topology}
+        if external:
+            st.update(etcd_style=etcd_style, etcd_events=None)
         for i, h in enumerate(hosts):
             ip = ips[i]
             nd = os.path.join(self.dir, "nodes", h)
             v = versions[i]
             tools = h not in no_tools_set
+            member = names[i] is not None
             st["nodes"].append({
                 "host": h, "hostname": h, "ip": ip, "ssh_port": ssh_port, "member_name": names[i],
-                "client_url": "https://%s:%d" % (ip, client_port), "peer_url": "https://%s:%d" % (ip, peer_port),
-                "apiserver_url": "https://%s:%d" % (ip, apiserver_port),
+                "role": "etcd" if external and member else "control-plane",
+                "client_url": "https://%s:%d" % (ip, client_port) if member else None,
+                "peer_url": "https://%s:%d" % (ip, peer_port) if member else None,
+                "apiserver_url": "https://%s:%d" % (ip, apiserver_port) if not (external and member) else None,
                 "root": os.path.join(nd, "root"), "run_dir": os.path.join(nd, "run"),
-                "bin_dir": os.path.join(nd, "bin"), "etcd_version": v, "data_dir_host_path": data_dir,
+                "bin_dir": os.path.join(nd, "bin"), "etcd_version": v,
+                "data_dir_host_path": data_dir if member else None,
                 "manifests_dir": "/etc/kubernetes/manifests", "has_tools": tools,
                 "etcdctl": os.path.join(bindirs[v], "etcdctl"),
                 "etcdutl": os.path.join(bindirs[v], "etcdutl") if os.path.exists(os.path.join(bindirs[v], "etcdutl"))
@@ -386,11 +459,18 @@ class Lab:
                 "sshd_log": os.path.join(nd, "run", "sshd.log"),
                 "kubelet_state": os.path.join(nd, "root", "var", "lib", "kubelet-standin", "state.json"),
             })
+            if external and member:
+                self._external_member(st["nodes"][-1], nd, etcd_style, data_dir)
+        if external and etcd_events:
+            self._events_member(st, st["nodes"][nodes])
         self._save(st)
         try:
             self._build(st, python)
             self._start_nodes(st)
-            self._form_cluster(st, log)
+            if external:
+                self._form_external_cluster(st, log)
+            else:
+                self._form_cluster(st, log)
             if wait_apiserver:
                 self._wait_apiservers(st)
             self._wait_ssh(st)
@@ -401,7 +481,11 @@ class Lab:
         st["phase"] = "up"
         st["up_seconds"] = round(time.time() - t0, 2)
         self._save(st)
-        log("lab up: %d nodes, etcd %s, %.1fs" % (nodes, ",".join(sorted(set(versions))), time.time() - t0))
+        if external:
+            log("lab up: %d control planes, %d etcd hosts (%s), etcd %s, %.1fs"
+                % (nodes, members, etcd_style, ",".join(sorted(set(versions))), time.time() - t0))
+        else:
+            log("lab up: %d nodes, etcd %s, %.1fs" % (nodes, ",".join(sorted(set(versions))), time.time() - t0))
         return st["inventory"]
 
     def _build(self, st, python):
@@ -421,6 +505,9 @@ class Lab:
         with open(k8s_ca.crt, "rb") as f:
             k8s_ca_b64 = base64.b64encode(f.read()).decode()
         host_sbin = sorted(os.listdir(NODE_BIN_MOUNT)) if os.path.isdir(NODE_BIN_MOUNT) else []
+        external = st.get("topology") == "external"
+        if external:
+            st["etcd_uid"], st["etcd_gid"] = _free_system_ids()
         for n in st["nodes"]:
             root, run, bindir = n["root"], n["run_dir"], n["bin_dir"]
             for sub in ("etc/kubernetes/manifests", "etc/kubernetes/pki/etcd", "var/lib/kubelet-standin/logs"):
@@ -428,28 +515,37 @@ class Lab:
             os.makedirs(run, 0o755, exist_ok=True)
             os.makedirs(bindir, 0o755, exist_ok=True)
             kp = os.path.join(root, "etc/kubernetes/pki")
-            for f in ("ca.crt", "ca.key"):
-                shutil.copy2(os.path.join(d, "pki", "etcd", f), os.path.join(kp, "etcd", f))
-                shutil.copy2(os.path.join(d, "pki", f), os.path.join(kp, f))
-            for f in ("sa.key", "sa.pub"):
-                shutil.copy2(os.path.join(d, "pki", f), os.path.join(kp, f))
             h, ip = n["hostname"], n["ip"]
-            sans_dns, sans_ip = [h, "localhost"], [ip, "127.0.0.1", "::1"]
-            etcd_ca.issue(os.path.join(kp, "etcd", "server"), h, dns=sans_dns, ips=sans_ip, server=True, client=True)
-            etcd_ca.issue(os.path.join(kp, "etcd", "peer"), h, dns=sans_dns, ips=sans_ip, server=True, client=True)
-            etcd_ca.issue(os.path.join(kp, "etcd", "healthcheck-client"), "kube-etcd-healthcheck-client",
-                          client=True)
-            etcd_ca.issue(os.path.join(kp, "apiserver-etcd-client"), "kube-apiserver-etcd-client", client=True)
-            k8s_ca.issue(os.path.join(kp, "apiserver"), "kube-apiserver",
-                         dns=[h, "kubernetes", "kubernetes.default", "kubernetes.default.svc",
-                              "kubernetes.default.svc.cluster.local", "localhost"],
-                         ips=["10.96.0.1", ip, "127.0.0.1"], server=True)
-            for conf, user in (("admin.conf", "kubernetes-admin"),
-                               ("controller-manager.conf", "system:kube-controller-manager"),
-                               ("scheduler.conf", "system:kube-scheduler"),
-                               ("kubelet.conf", "system:node:" + h)):
-                _write(os.path.join(root, "etc/kubernetes", conf),
-                       manifests.kubeconfig(n["apiserver_url"], k8s_ca_b64, user), 0o600)
+            external_member = external and n["role"] == "etcd"
+            # external control planes get only the etcd CA's cert (kubeadm's external-etcd guide)
+            for f in ("ca.crt", "ca.key") if not external or n["role"] == "etcd" else ("ca.crt",):
+                shutil.copy2(os.path.join(d, "pki", "etcd", f), os.path.join(kp, "etcd", f))
+            if not external_member:
+                for f in ("ca.crt", "ca.key", "sa.key", "sa.pub"):
+                    shutil.copy2(os.path.join(d, "pki", f), os.path.join(kp, f))
+            if not external:
+                sans_dns, sans_ip = [h, "localhost"], [ip, "127.0.0.1", "::1"]
+                etcd_ca.issue(os.path.join(kp, "etcd", "server"), h, dns=sans_dns, ips=sans_ip, server=True,
+                              client=True)
+                etcd_ca.issue(os.path.join(kp, "etcd", "peer"), h, dns=sans_dns, ips=sans_ip, server=True,
+                              client=True)
+                etcd_ca.issue(os.path.join(kp, "etcd", "healthcheck-client"), "kube-etcd-healthcheck-client",
+                              client=True)
+            if external_member:
+                self._build_etcd_host(st, n, etcd_ca, d)
+            if not external_member or n["etcd_style"] == "static":
+                etcd_ca.issue(os.path.join(kp, "apiserver-etcd-client"), "kube-apiserver-etcd-client", client=True)
+            if not external_member:
+                k8s_ca.issue(os.path.join(kp, "apiserver"), "kube-apiserver",
+                             dns=[h, "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+                                  "kubernetes.default.svc.cluster.local", "localhost"],
+                             ips=["10.96.0.1", ip, "127.0.0.1"], server=True)
+                for conf, user in (("admin.conf", "kubernetes-admin"),
+                                   ("controller-manager.conf", "system:kube-controller-manager"),
+                                   ("scheduler.conf", "system:kube-scheduler"),
+                                   ("kubelet.conf", "system:node:" + h)):
+                    _write(os.path.join(root, "etc/kubernetes", conf),
+                           manifests.kubeconfig(n["apiserver_url"], k8s_ca_b64, user), 0o600)
             # node bin dir, bind-mounted over /usr/local/sbin (empty on Debian; entries kept as symlinks)
             for e in host_sbin:
                 os.symlink(os.path.join(NODE_BIN_MOUNT, e), os.path.join(bindir, e))
@@ -472,6 +568,8 @@ class Lab:
                         "standins": STANDINS, "manifests_dir": "/etc/kubernetes/manifests",
                         "kubelet_pidfile": n["kubelet_pidfile"], "kubelet_log": n["kubelet_log"],
                         "etcdctl_image": n["etcdctl"]}
+            if n.get("overlays"):
+                node_cfg["units"] = True    # the systemctl stand-in runs unit files here (private /etc)
             _write(os.path.join(root, "var/lib/kubelet-standin/node.json"), json.dumps(node_cfg, indent=2))
             binds = [[os.path.join(root, "etc/kubernetes"), "/etc/kubernetes"],
                      [os.path.join(root, "var/lib"), "/var/lib"], [bindir, NODE_BIN_MOUNT]]
@@ -485,7 +583,9 @@ class Lab:
                 # systemd and service/systemd modules drive the systemctl stand-in
                 os.makedirs(os.path.join(run, "run-systemd", "system"), exist_ok=True)
                 binds.append([os.path.join(run, "run-systemd"), "/run/systemd"])
-            init_cfg = dict(node_cfg, binds=binds, init_pidfile=n["init_pidfile"],
+            overlays = [[target, upper, upper[:-len("upper")] + "work", upper[:-len("upper")] + "stash"]
+                        for target, upper in sorted((n.get("overlays") or {}).items())]
+            init_cfg = dict(node_cfg, binds=binds, overlays=overlays, init_pidfile=n["init_pidfile"],
                             sshd_config=os.path.join(run, "sshd_config"), sshd_log=n["sshd_log"],
                             kubelet_config="/var/lib/kubelet-standin/node.json")
             _write(os.path.join(run, "init.json"), json.dumps(init_cfg, indent=2))
@@ -525,10 +625,10 @@ class Lab:
             n["uts_ns"] = _ns_inode(self._pid(n["init_pidfile"]), "uts")
         self._save(st)
 
-    def _wait_etcd(self, n, timeout=60):
+    def _wait_etcd(self, n, timeout=60, url=None, unit_log=None):
         import etcdgw
         st = self.state
-        c = etcdgw.Client(n["client_url"], st["ca"], st["client_cert"], st["client_key"], timeout=2)
+        c = etcdgw.Client(url or n["client_url"], st["ca"], st["client_cert"], st["client_key"], timeout=2)
         deadline = time.time() + timeout
         err = None
         while time.time() < deadline:
@@ -539,8 +639,10 @@ class Lab:
             except Exception as e:
                 err = e
             time.sleep(0.2)
+        unit_log = unit_log or (n.get("unit_log") if n.get("etcd_unit") else None)
         raise LabError("etcd on %s not healthy after %ds (%s); its last log lines:\n%s"
-                       % (n["host"], timeout, err, self._container_log_tail(n, "etcd")))
+                       % (n["host"], timeout, err, _tail(unit_log) if unit_log
+                          else self._container_log_tail(n, "etcd")))
 
     def _form_cluster(self, st, log):
         """kubeadm's order: first member alone, then `member add` (learner + promote on 3.5+) before each join."""
@@ -585,6 +687,153 @@ class Lab:
         st["phase"] = "cluster-formed"
         self._save(st)
 
+    # ---- external etcd ------------------------------------------------------------------------------------------
+    @staticmethod
+    def _external_member(n, nd, style, data_dir):
+        """Fields of an etcd host of an external lab (lab.json)."""
+        pdir, ca, cert, key, peer_cert, peer_key = ETCD_PKI[style]
+        h = n["host"]
+        n["etcd_style"] = style
+        n["etcd_pki"] = {k: os.path.join(pdir, v.format(h=h)) for k, v in (
+            ("ca", ca), ("cert", cert), ("key", key), ("peer_cert", peer_cert), ("peer_key", peer_key))}
+        n["overlays"] = {t: os.path.join(nd, t.strip("/").replace("/", "-") + "-upper") for t in OVERLAY_DIRS}
+        n["etcd_unit"] = None if style == "static" else "etcd.service"
+        n["etcd_user"] = {"static": None, "systemd-flags": "etcd", "systemd-env": "root"}[style]
+        n["etcd_env_file"] = "/etc/etcd.env" if style == "systemd-env" else None
+        n["data_dir"] = data_dir
+        n["unit_log"] = os.path.join(nd, "root", "var", "lib", "systemd-standin", "logs", "etcd.log")
+
+    @staticmethod
+    def _events_member(st, n):
+        """etcd1's second unit: a one-member cluster of its own on kubespray's etcd-events ports."""
+        ev = {"unit": "etcd-events.service", "member_name": n["member_name"] + "-events",
+              "client_url": "https://%s:%d" % (n["ip"], EVENTS_CLIENT_PORT),
+              "peer_url": "https://%s:%d" % (n["ip"], EVENTS_PEER_PORT),
+              "data_dir": "/var/lib/etcd-events",
+              "env_file": "/etc/etcd-events.env" if n["etcd_style"] == "systemd-env" else None,
+              "unit_log": os.path.join(os.path.dirname(n["unit_log"]), "etcd-events.log")}
+        n["events"] = ev
+        st["etcd_events"] = dict(ev, host=n["host"])
+
+    def _build_etcd_host(self, st, n, etcd_ca, d):
+        """An external etcd host's files: its own users, certs, data dir, etcd binary and unit (or nothing more for
+        the static style, whose manifest is written when the cluster forms)."""
+        for upper in n["overlays"].values():
+            base = upper[:-len("upper")]
+            for sub in ("upper", "work", "stash"):
+                os.makedirs(base + sub, 0o755, exist_ok=True)
+        etc_up = n["overlays"]["/etc"]
+        uid, gid = st["etcd_uid"], st["etcd_gid"]
+        for name, line in (("passwd", "etcd:x:%d:%d:etcd user:/var/lib/etcd:/usr/sbin/nologin\n" % (uid, gid)),
+                           ("group", "etcd:x:%d:\n" % gid), ("shadow", "etcd:!:20000::::::\n"),
+                           ("gshadow", "etcd:!::\n")):
+            host = os.path.join("/etc", name)
+            if not os.path.exists(host):
+                continue
+            with open(host) as f:
+                text = f.read()
+            if re.search(r"(?m)^etcd:", text):
+                line = ""       # the host has the user (or group) already
+            if text and not text.endswith("\n"):
+                text += "\n"
+            hs = os.stat(host)
+            _write(os.path.join(etc_up, name), text + line, hs.st_mode & 0o7777)
+            os.chown(os.path.join(etc_up, name), hs.st_uid, hs.st_gid)
+        h, ip = n["hostname"], n["ip"]
+        sans_dns, sans_ip = [h, "localhost"], [ip, "127.0.0.1", "::1"]
+        if n["etcd_style"] == "static":
+            kp = os.path.join(n["root"], "etc/kubernetes/pki/etcd")
+            etcd_ca.issue(os.path.join(kp, "server"), h, dns=sans_dns, ips=sans_ip, server=True, client=True)
+            etcd_ca.issue(os.path.join(kp, "peer"), h, dns=sans_dns, ips=sans_ip, server=True, client=True)
+            etcd_ca.issue(os.path.join(kp, "healthcheck-client"), "kube-etcd-healthcheck-client", client=True)
+            return
+        owner = (uid, gid) if n["etcd_user"] == "etcd" else (0, 0)
+
+        def etc_path(p):
+            return etc_up + p[len("/etc"):]
+
+        pk = n["etcd_pki"]
+        tmp = os.path.join(n["run_dir"], "pki-tmp")
+        os.makedirs(tmp, 0o700, exist_ok=True)
+        etcd_ca.issue(os.path.join(tmp, "server"), h, dns=sans_dns, ips=sans_ip, server=True, client=True)
+        etcd_ca.issue(os.path.join(tmp, "peer"), h, dns=sans_dns, ips=sans_ip, server=True, client=True)
+        for src, dst, mode in ((os.path.join(d, "pki", "etcd", "ca.crt"), pk["ca"], 0o644),
+                               (os.path.join(tmp, "server.crt"), pk["cert"], 0o644),
+                               (os.path.join(tmp, "server.key"), pk["key"], 0o600),
+                               (os.path.join(tmp, "peer.crt"), pk["peer_cert"], 0o644),
+                               (os.path.join(tmp, "peer.key"), pk["peer_key"], 0o600)):
+            if os.path.exists(etc_path(dst)):
+                continue    # kubespray's member cert serves as server and peer cert
+            os.makedirs(os.path.dirname(etc_path(dst)), 0o755, exist_ok=True)
+            shutil.copyfile(src, etc_path(dst))
+            os.chmod(etc_path(dst), mode)
+            os.chown(etc_path(dst), *owner)
+        shutil.rmtree(tmp)
+        # the etcd binary where both units expect it (node-private /usr/local/bin)
+        ulb = os.path.join(n["overlays"]["/usr/local/bin"], "etcd")
+        try:
+            os.link(os.path.join(n["etcd_bin_dir"], "etcd"), ulb)
+        except OSError:
+            shutil.copy2(os.path.join(n["etcd_bin_dir"], "etcd"), ulb)
+        initial = ",".join("%s=%s" % (x["member_name"], x["peer_url"]) for x in st["nodes"] if x["role"] == "etcd")
+        units = [("etcd", n["member_name"], initial, n["data_dir"], st["client_port"], st["peer_port"],
+                  "etcd-cluster", n["etcd_env_file"], "etcd key-value store")]
+        ev = n.get("events")
+        if ev:
+            units.append(("etcd-events", ev["member_name"], "%s=%s" % (ev["member_name"], ev["peer_url"]),
+                          ev["data_dir"], EVENTS_CLIENT_PORT, EVENTS_PEER_PORT, "etcd-events-cluster",
+                          ev["env_file"], "etcd events"))
+        sysdir = os.path.join(etc_up, "systemd", "system")
+        os.makedirs(sysdir, 0o755, exist_ok=True)
+        # opaque in the overlay: the node's /etc/systemd/system holds its own units only, none of the host's
+        os.setxattr(sysdir, "trusted.overlay.opaque", b"y")
+        for unit, name, init, data_dir, cport, pport, token, env_file, descr in units:
+            settings = manifests.etcd_settings(name, ip, init, data_dir, pk, cport, pport, token)
+            if env_file:
+                _write(etc_path(env_file), manifests.etcd_env_file(settings, n["etcd_version"]), 0o640)
+                text = manifests.etcd_unit_env(env_file, "etcd" if unit == "etcd" else descr)
+            else:
+                text = manifests.etcd_unit_flags(settings, user=n["etcd_user"], description=descr)
+            _write(os.path.join(sysdir, unit + ".service"), text)
+            _write(os.path.join(sysdir, unit + ".service.d", "10-lab.conf"), manifests.ETCD_DROPIN)
+            dd = n["root"] + data_dir
+            os.makedirs(dd, 0o700, exist_ok=True)
+            os.chmod(dd, 0o700)
+            os.chown(dd, *owner)
+
+    def _form_external_cluster(self, st, log):
+        """Every etcd host starts its member at once with the full initial cluster (kubeadm's external-etcd guide,
+        kubespray, the Hard Way); then the control planes' static pods point at all of them."""
+        ms = [n for n in st["nodes"] if n["role"] == "etcd"]
+        initial = ",".join("%s=%s" % (n["member_name"], n["peer_url"]) for n in ms)
+        for n in ms:
+            if n["etcd_style"] == "static":
+                _write(os.path.join(n["root"], "etc/kubernetes/manifests", "etcd.yaml"), manifests.etcd(
+                    n["member_name"], n["ip"], initial, False, n["etcd_version"], n["data_dir_host_path"],
+                    st["client_port"], st["peer_port"]), 0o600)
+            else:
+                units = ["etcd.service"] + ([n["events"]["unit"]] if n.get("events") else [])
+                self.exec(n["host"], ["systemctl", "daemon-reload"], check=True)
+                self.exec(n["host"], ["systemctl", "enable", "--now"] + units, check=True)
+        for n in ms:
+            self._wait_etcd(n)
+            if n.get("events"):
+                self._wait_etcd(n, url=n["events"]["client_url"], unit_log=n["events"]["unit_log"])
+            log("%s: etcd member %s started (%s)" % (n["host"], n["member_name"], n["etcd_style"]))
+        servers = ",".join(n["client_url"] for n in ms)
+        for n in st["nodes"]:
+            if n["role"] != "control-plane":
+                continue
+            mdir = os.path.join(n["root"], "etc/kubernetes/manifests")
+            _write(os.path.join(mdir, "kube-apiserver.yaml"),
+                   manifests.kube_apiserver(n["ip"], servers, n["etcd_version"], st["apiserver_port"]), 0o600)
+            _write(os.path.join(mdir, "kube-controller-manager.yaml"),
+                   manifests.kube_controller_manager(n["etcd_version"]), 0o600)
+            _write(os.path.join(mdir, "kube-scheduler.yaml"), manifests.kube_scheduler(n["etcd_version"]), 0o600)
+        self._write_inventory(st)
+        st["phase"] = "cluster-formed"
+        self._save(st)
+
     @staticmethod
     def _retry(fn, timeout=30):
         deadline = time.time() + timeout
@@ -603,6 +852,8 @@ class Lab:
         ctx.check_hostname = False
         deadline = time.time() + timeout
         for n in st["nodes"]:
+            if not n.get("apiserver_url"):
+                continue
             while True:
                 try:
                     c = http.client.HTTPSConnection(n["ip"], st["apiserver_port"], context=ctx, timeout=2)
@@ -644,7 +895,12 @@ class Lab:
     def _write_inventory(self, st):
         lines = ["# kubeops.etcd lab inventory (written by tests/lab/labctl up)", "[kube_control_plane]"]
         for n in st["nodes"]:
-            lines.append("%s ansible_host=%s ansible_port=%d" % (n["host"], n["ip"], n["ssh_port"]))
+            if n.get("role", "control-plane") == "control-plane":
+                lines.append("%s ansible_host=%s ansible_port=%d" % (n["host"], n["ip"], n["ssh_port"]))
+        if st.get("topology") == "external":
+            lines += ["", "[etcd]"]
+            lines += ["%s ansible_host=%s ansible_port=%d" % (n["host"], n["ip"], n["ssh_port"])
+                      for n in st["nodes"] if n["role"] == "etcd"]
         lines += ["", "[all:vars]", "ansible_user=root",
                   "ansible_ssh_private_key_file=" + st["ssh_key"],
                   "ansible_ssh_common_args='-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
@@ -758,6 +1014,15 @@ class Lab:
             r = {"host": n["host"], "ip": n["ip"], "member_name": n["member_name"], "etcd_version": n["etcd_version"],
                  "node": bool(self._pid(n["init_pidfile"])), "sshd": bool(self._pid(n["sshd_pidfile"])),
                  "kubelet": bool(self._pid(n["kubelet_pidfile"])), "containers": [], "etcd_healthy": False}
+            if st.get("topology") == "external":
+                r["role"] = n["role"]
+                if n["role"] != "etcd":
+                    r["etcd_healthy"] = None
+                if n.get("etcd_unit"):
+                    r["units"] = {}
+                    for u in [n["etcd_unit"]] + ([n["events"]["unit"]] if n.get("events") else []):
+                        p = self.exec(n["host"], ["systemctl", "is-active", u]) if r["node"] else None
+                        r["units"][u] = p.stdout.strip() if p else "unknown"
             try:
                 with open(n["kubelet_state"]) as f:
                     ks = json.load(f)
@@ -769,12 +1034,16 @@ class Lab:
                                             "attempt": c["attempt"]})
             except (OSError, ValueError, KeyError):
                 pass
-            try:
-                cl = etcdgw.Client(n["client_url"], st["ca"], st["client_cert"], st["client_key"], timeout=2)
-                r["etcd_healthy"] = cl.health()
-                cl.close()
-            except Exception as e:
-                r["etcd_error"] = str(e)[:200]
+            for url, key in ((n.get("client_url"), "etcd"), ((n.get("events") or {}).get("client_url"), "events")):
+                if not url:
+                    continue
+                try:
+                    cl = etcdgw.Client(url, st["ca"], st["client_cert"], st["client_key"], timeout=2)
+                    r[key + "_healthy"] = cl.health()
+                    cl.close()
+                except Exception as e:
+                    r[key + "_healthy"] = False
+                    r[key + "_error"] = str(e)[:200]
             out["nodes"].append(r)
         return out
 
@@ -814,7 +1083,7 @@ class Lab:
         lock = threading.Lock()
         errors = []
         t0 = time.time()
-        eps = [n["client_url"] for n in st["nodes"]]
+        eps = [n["client_url"] for n in self.etcd_nodes()]
 
         def worker(idx):
             c = etcdgw.Client(eps[idx % len(eps)], st["ca"], st["client_cert"], st["client_key"], timeout=30)
@@ -856,6 +1125,38 @@ class _HostLock:
 
     def __exit__(self, *exc):
         os.close(self.fd)
+
+
+def _tail(path, lines=15):
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _free_system_ids():
+    """uid and gid of the etcd user of external etcd hosts: the host's etcd user if it has one, else a number that
+    no host user or group has."""
+    try:
+        with open("/etc/passwd") as f:
+            for line in f:
+                x = line.split(":")
+                if x[0] == "etcd" and len(x) > 3 and x[2].isdigit() and x[3].isdigit():
+                    return int(x[2]), int(x[3])
+    except OSError:
+        pass
+    used = set()
+    for path, field in (("/etc/passwd", 2), ("/etc/group", 2)):
+        try:
+            with open(path) as f:
+                used |= {int(x.split(":")[field]) for x in f if x.count(":") >= 2 and x.split(":")[field].isdigit()}
+        except OSError:
+            pass
+    for i in range(999, 100, -1):
+        if i not in used:
+            return i, i
+    raise LabError("no free system uid/gid in 101..999 for the etcd user")
 
 
 def _has_yaml(python):

@@ -189,3 +189,56 @@ def kubeconfig(server, ca_b64, user):
             "  name: kubernetes\ncontexts:\n- context:\n    cluster: kubernetes\n    user: %s\n"
             "  name: %s@kubernetes\ncurrent-context: %s@kubernetes\nkind: Config\npreferences: {}\nusers:\n"
             "- name: %s\n  user: {}\n" % (ca_b64, server, user, user, user, user))
+
+
+# ---- external etcd run by systemd (the stand-in systemctl reads these) -----------------------------------------
+ETCD_DROPIN = "[Service]\n# lab: a drop-in as operators add them (systemctl cat shows it after the unit)\n" \
+              "Environment=GOMAXPROCS=2\nLimitNOFILE=65536\n"
+
+
+def etcd_settings(name, ip, initial_cluster, data_dir, pki, client_port=2379, peer_port=2380,
+                  token="etcd-cluster"):
+    """[(flag, value)] of a systemd-run member: full initial cluster, state new (kubeadm's external guide,
+    kubespray and the Hard Way start every member at once)."""
+    client = "https://%s:%d" % (ip, client_port)
+    peer = "https://%s:%d" % (ip, peer_port)
+    return [("name", name), ("data-dir", data_dir), ("listen-client-urls", client),
+            ("advertise-client-urls", client), ("listen-peer-urls", peer),
+            ("initial-advertise-peer-urls", peer), ("initial-cluster", initial_cluster),
+            ("initial-cluster-token", token), ("initial-cluster-state", "new"),
+            ("client-cert-auth", "true"), ("trusted-ca-file", pki["ca"]), ("cert-file", pki["cert"]),
+            ("key-file", pki["key"]), ("peer-client-cert-auth", "true"), ("peer-trusted-ca-file", pki["ca"]),
+            ("peer-cert-file", pki["peer_cert"]), ("peer-key-file", pki["peer_key"]), ("snapshot-count", "10000")]
+
+
+def etcd_unit_flags(settings, user="etcd", description="etcd key-value store"):
+    """etcd's own unit (contrib/systemd/etcd.service, Kubernetes the Hard Way): flags in ExecStart, User=etcd."""
+    lines = " \\\n".join(["ExecStart=/usr/local/bin/etcd"] + ["  --%s=%s" % kv for kv in settings])
+    return ("[Unit]\nDescription=%s\nDocumentation=https://github.com/etcd-io/etcd\n"
+            "After=network-online.target local-fs.target remote-fs.target time-sync.target\n"
+            "Wants=network-online.target local-fs.target remote-fs.target time-sync.target\n\n"
+            "[Service]\nUser=%s\nType=notify\n%s\nRestart=on-failure\nRestartSec=5s\nLimitNOFILE=40000\n\n"
+            "[Install]\nWantedBy=multi-user.target\n" % (description, user, lines))
+
+
+def etcd_unit_env(env_file, description="etcd"):
+    """kubespray's etcd-host.service.j2 (etcd_deployment_type: host): settings only in the environment file."""
+    return ("[Unit]\nDescription=%s\nAfter=network.target\n\n"
+            "[Service]\nType=notify\nUser=root\nEnvironmentFile=%s\nExecStart=/usr/local/bin/etcd\n"
+            "NotifyAccess=all\nRestart=always\nRestartSec=10s\nLimitNOFILE=40000\n\n"
+            "[Install]\nWantedBy=multi-user.target\n" % (description, env_file))
+
+
+def etcd_env_file(settings, version):
+    """kubespray's etcd.env.j2: ETCD_* variables (the lab leaves out its timeouts and ETCD_PROXY/ENABLE_V2)."""
+    tls = ("trusted-ca-file", "cert-file", "key-file", "client-cert-auth", "peer-trusted-ca-file",
+           "peer-cert-file", "peer-key-file", "peer-client-cert-auth")
+    out = "# Environment file for etcd v%s\n" % version
+    for k, v in settings:
+        if k not in tls:
+            out += "ETCD_%s=%s\n" % (k.upper().replace("-", "_"), v)
+    out += "\n# TLS settings\n"
+    for k, v in settings:
+        if k in tls:
+            out += "ETCD_%s=%s\n" % (k.upper().replace("-", "_"), v)
+    return out

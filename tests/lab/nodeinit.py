@@ -2,6 +2,9 @@
 
 Inside the fresh mount + UTS namespace it
 - sets the hostname (cp1, ...),
+- on the etcd hosts of an external-etcd lab, mounts private overlays over /etc and /usr/local/bin (upper dirs in
+  the node dir: the node's own /etc/passwd with an etcd user, /etc/systemd/system, /etc/etcd.env, certs, the etcd
+  binary), re-binding what was mounted below them,
 - bind-mounts the node's private dirs over /etc/kubernetes, /var/lib and /usr/local/sbin
   (the node's bin dir: etcdctl/etcdutl of its version, crictl, systemctl stand-ins), the
   systemctl stand-in over /usr/bin/systemctl and a /run/systemd with system/ (when the host
@@ -32,6 +35,32 @@ def bind(src, dst):
         raise OSError(e, "bind %s on %s: %s" % (src, dst, os.strerror(e)))
 
 
+def submounts(path):
+    """Mount points strictly below path (from /proc/self/mountinfo), shallowest first."""
+    found = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            mp = line.split()[4].replace("\\040", " ")
+            if mp.startswith(path.rstrip("/") + "/"):
+                found.append(mp)
+    return sorted(set(found), key=lambda m: m.count("/"))
+
+
+def overlay(target, upper, work, stash):
+    """A private overlay over target (lower: target itself); mounts below target are bound again on top."""
+    below = submounts(target)
+    if below:
+        os.makedirs(stash, exist_ok=True)
+        bind(target, stash)
+    opts = "lowerdir=%s,upperdir=%s,workdir=%s" % (target, upper, work)
+    if libc.mount(b"overlay", target.encode(), b"overlay", 0, opts.encode()) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, "overlay on %s: %s" % (target, os.strerror(e)))
+    for mp in below:
+        if os.path.lexists(mp):
+            bind(stash + mp[len(target):], mp)
+
+
 def record_exit(cfg, pid, status):
     """A container re-parented here (its kubelet was restarted) ended: leave its exit code
     where the kubelet stand-in finds it (<run_dir>/exits/<pid>: "<rc> <time>")."""
@@ -57,6 +86,8 @@ def main():
     log = open(os.path.join(cfg["run_dir"], "init.log"), "a", buffering=1)
     sys.stdout = sys.stderr = log
     socket.sethostname(cfg["hostname"])
+    for target, upper, work, stash in cfg.get("overlays", []):
+        overlay(target, upper, work, stash)
     for src, dst in cfg["binds"]:
         bind(src, dst)
     libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)

@@ -1,7 +1,7 @@
 """Tests of the lab itself (run as root): `.venv/bin/pytest tests/lab -q`.
 
-They use their own lab dirs under /tmp and ip bases 80/100/110/120 so they never collide
-with the integration suites' labs (ip base 10, 40-70, 150+).
+They use their own lab dirs under /tmp and ip bases 80/100/110/120 (external etcd: 370/380/390) so they
+never collide with the integration suites' labs (ip base 10, 40-70, 150+).
 """
 import json
 import os
@@ -812,3 +812,225 @@ def test_node_addresses_go_on_past_254_and_never_end_in_0_or_255():
     for bad in (0, 1, 255, 256, 511, 512, 65536):
         with pytest.raises(lablib.LabError, match="ip-base out of range"):
             lablib._node_ip(bad)
+
+
+# ---- external etcd: etcd hosts apart from the control planes (ip bases 370/380/390) -------------------------------
+EXTERNAL_BASES = {"systemd-flags": 370, "systemd-env": 380, "static": 390}
+SYSTEMD_STYLES = ["systemd-flags", "systemd-env"]
+
+
+@pytest.fixture(scope="module", params=["systemd-flags", "systemd-env", "static"])
+def ext_lab(request):
+    """One lab per style: 2 control planes, 3 etcd hosts; the systemd-flags one also runs etcd1's etcd-events unit."""
+    style = request.param
+    base = EXTERNAL_BASES[style]
+    the_lab = lablib.Lab("/tmp/kubeops-extlab-%d" % base)
+    the_lab.down()
+    the_lab.up(topology="external", nodes=2, etcd_hosts=3, etcd_style=style, ip_base=base,
+               etcd_events=style == "systemd-flags")
+    yield the_lab
+    the_lab.down()
+
+
+def node_sh(lab, node, script):
+    return lab.exec(node, ["sh", "-c", script], check=True).stdout
+
+
+def main_pid(lab, node, unit="etcd"):
+    return int(node_sh(lab, node, "systemctl show -p MainPID --value %s" % unit))
+
+
+def wait_healthy(lab, what):
+    wait_for(lambda: lab.etcdctl("endpoint", "health", check=False, timeout=10).returncode == 0, 60, what=what)
+
+
+def test_external_members_apiservers_and_cli(ext_lab):
+    lab = ext_lab
+    st = lab.state
+    assert st["topology"] == "external" and st["etcd_style"] in EXTERNAL_BASES
+    assert [n["host"] for n in st["nodes"]] == ["cp1", "cp2", "etcd1", "etcd2", "etcd3"]
+    assert [n["host"] for n in lab.etcd_nodes()] == ["etcd1", "etcd2", "etcd3"]
+    members = json.loads(lab.etcdctl("member", "list", "-w", "json").stdout)["members"]
+    assert sorted(m["name"] for m in members) == ["etcd1", "etcd2", "etcd3"]
+    assert sorted(u for m in members for u in m["clientURLs"]) == sorted(n["client_url"] for n in lab.etcd_nodes())
+    health = json.loads(lab.etcdctl("endpoint", "health", "-w", "json").stdout)
+    assert len(health) == 3 and all(h["health"] for h in health)
+    with open(lab.inventory) as f:
+        inv = f.read()
+    assert "[kube_control_plane]\ncp1 " in inv and "\ncp2 " in inv
+    assert "[etcd]\netcd1 " in inv and "\netcd3 " in inv
+    servers = ",".join(n["client_url"] for n in lab.etcd_nodes())
+    for cp in ("cp1", "cp2"):
+        mdir = lab.node_path(cp, "/etc/kubernetes/manifests")
+        assert sorted(os.listdir(mdir)) == ["kube-apiserver.yaml", "kube-controller-manager.yaml",
+                                            "kube-scheduler.yaml"]
+        with open(os.path.join(mdir, "kube-apiserver.yaml")) as f:
+            flags = yaml.safe_load(f)["spec"]["containers"][0]["command"]
+        assert "--etcd-servers=" + servers in flags
+        assert "--etcd-cafile=/etc/kubernetes/pki/etcd/ca.crt" in flags
+        assert "--etcd-certfile=/etc/kubernetes/pki/apiserver-etcd-client.crt" in flags
+        assert os.listdir(lab.node_path(cp, "/etc/kubernetes/pki/etcd")) == ["ca.crt"]
+        assert _readyz(lab.node(cp), st["k8s_ca"]) == (200, "ok")
+    with pytest.raises(lablib.LabError, match="cp1 runs no etcd member"):
+        lab.etcdctl("endpoint", "health", node="cp1")
+    p = subprocess.run([LABCTL, "--dir", lab.dir, "status", "--json"], stdout=subprocess.PIPE, text=True, check=False)
+    assert p.returncode == 0
+    nodes = {n["host"]: n for n in json.loads(p.stdout)["nodes"]}
+    assert nodes["cp1"]["etcd_healthy"] is None and nodes["etcd2"]["etcd_healthy"] is True
+    p = subprocess.run([LABCTL, "--dir", lab.dir, "etcdctl", "--node", "etcd2", "--", "endpoint", "status", "-w",
+                        "json"], stdout=subprocess.PIPE, text=True, check=False)
+    assert p.returncode == 0 and json.loads(p.stdout)[0]["Endpoint"] == lab.node("etcd2")["client_url"]
+    assert lab.load(200, 100)["keys"] == 200
+
+
+@pytest.mark.parametrize("ext_lab", ["static"], indirect=True)
+def test_external_static_etcd_hosts_run_kubeadm_static_pods(ext_lab):
+    lab = ext_lab
+    for n in lab.etcd_nodes():
+        assert os.listdir(lab.node_path(n["host"], "/etc/kubernetes/manifests")) == ["etcd.yaml"]
+        assert sorted(os.listdir(lab.node_path(n["host"], "/etc/kubernetes/pki/etcd"))) == [
+            "ca.crt", "ca.key", "healthcheck-client.crt", "healthcheck-client.key", "peer.crt", "peer.key",
+            "server.crt", "server.key"]
+        assert len(running_ids(lab, n["host"], "^etcd$")) == 1
+    with open(lab.node_path("etcd2", "/etc/kubernetes/manifests/etcd.yaml")) as f:
+        flags = yaml.safe_load(f)["spec"]["containers"][0]["command"]
+    assert "--initial-cluster=" + ",".join("%s=%s" % (n["member_name"], n["peer_url"])
+                                           for n in lab.etcd_nodes()) in flags
+    assert not any(f.startswith("--initial-cluster-state") for f in flags)   # "new", kubeadm's default
+
+
+@pytest.mark.parametrize("ext_lab", SYSTEMD_STYLES, indirect=True)
+def test_external_systemctl_cat_show_and_service_user(ext_lab):
+    lab = ext_lab
+    style = lab.state["etcd_style"]
+    out = node_sh(lab, "etcd1", "systemctl cat --no-pager -- etcd.service")
+    assert out.startswith("# /etc/systemd/system/etcd.service\n[Unit]\n")
+    assert "\n\n# /etc/systemd/system/etcd.service.d/10-lab.conf\n[Service]\n" in out
+    with open(lab.node_path("etcd1", "/etc/systemd/system/etcd.service")) as f:
+        assert out.split("\n# /etc/systemd/system/etcd.service.d/")[0] == \
+            "# /etc/systemd/system/etcd.service\n" + f.read()
+    show = dict(line.split("=", 1) for line in node_sh(
+        lab, "etcd1", "systemctl show -p ActiveState,User,DropInPaths,EnvironmentFiles etcd").splitlines())
+    assert show["ActiveState"] == "active"
+    assert show["DropInPaths"] == "/etc/systemd/system/etcd.service.d/10-lab.conf"
+    pid = main_pid(lab, "etcd1")
+    with open("/proc/%d/environ" % pid, "rb") as f:
+        env = dict(kv.split(b"=", 1) for kv in f.read().split(b"\0") if b"=" in kv)
+    assert env[b"GOMAXPROCS"] == b"2"   # from the drop-in
+    etcd_uid = int(node_sh(lab, "etcd1", "id -u etcd"))
+    assert etcd_uid != 0
+    want_uid = etcd_uid if style == "systemd-flags" else 0
+    with open("/proc/%d/status" % pid) as f:
+        uids = [line.split()[1:] for line in f if line.startswith("Uid:")][0]
+    assert uids == [str(want_uid)] * 4
+    data = os.stat(lab.node_path("etcd1", "/var/lib/etcd"))
+    assert (data.st_uid, data.st_gid, data.st_mode & 0o7777) == (want_uid, want_uid, 0o700)
+    if style == "systemd-flags":
+        assert show["User"] == "etcd" and show["EnvironmentFiles"] == ""
+        with open("/proc/%d/cmdline" % pid) as f:
+            assert "--data-dir=/var/lib/etcd" in f.read().split("\0")
+    else:
+        assert show["User"] == "root" and show["EnvironmentFiles"] == "/etc/etcd.env (ignore_errors=no)"
+        with open("/proc/%d/cmdline" % pid) as f:
+            assert f.read().split("\0")[:-1] == ["/usr/local/bin/etcd"]
+        assert env[b"ETCD_DATA_DIR"] == b"/var/lib/etcd" and env[b"ETCD_NAME"] == b"etcd1"
+        assert "ETCD_INITIAL_CLUSTER=etcd1=https://" in node_sh(lab, "etcd1", "cat /etc/etcd.env")
+    # the node's own /etc (an overlay): the unit is not on the host
+    assert not os.path.exists("/etc/systemd/system/etcd.service")
+
+
+@pytest.mark.parametrize("ext_lab", SYSTEMD_STYLES, indirect=True)
+def test_external_changed_unit_takes_effect_only_after_daemon_reload(ext_lab):
+    lab = ext_lab
+    unit = "/etc/systemd/system/etcd.service"
+
+    def seen(pid):
+        with open("/proc/%d/%s" % (pid, where)) as f:
+            return f.read().split("\0")
+
+    if lab.state["etcd_style"] == "systemd-flags":
+        edit = "sed -i 's/--snapshot-count=10000/--snapshot-count=5000/' %s" % unit
+        undo = "sed -i 's/--snapshot-count=5000/--snapshot-count=10000/' %s" % unit
+        where = "cmdline"
+        new = "--snapshot-count=5000"
+    else:
+        edit = ("sed 's/^ETCD_SNAPSHOT_COUNT=.*/ETCD_SNAPSHOT_COUNT=5000/' /etc/etcd.env > /etc/etcd-alt.env && "
+                "sed -i 's|^EnvironmentFile=/etc/etcd.env$|EnvironmentFile=/etc/etcd-alt.env|' %s" % unit)
+        undo = ("sed -i 's|^EnvironmentFile=/etc/etcd-alt.env$|EnvironmentFile=/etc/etcd.env|' %s && "
+                "rm /etc/etcd-alt.env" % unit)
+        where = "environ"
+        new = "ETCD_SNAPSHOT_COUNT=5000"
+    try:
+        node_sh(lab, "etcd2", edit)
+        assert node_sh(lab, "etcd2", "systemctl show -p NeedDaemonReload --value etcd") == "yes\n"
+        p = lab.exec("etcd2", ["systemctl", "restart", "etcd"])
+        assert p.returncode == 0 and "Run 'systemctl daemon-reload' to reload units." in p.stderr
+        assert new not in seen(main_pid(lab, "etcd2"))      # the loaded definition ran
+        node_sh(lab, "etcd2", "systemctl daemon-reload")
+        assert node_sh(lab, "etcd2", "systemctl show -p NeedDaemonReload --value etcd") == "no\n"
+        node_sh(lab, "etcd2", "systemctl restart etcd")
+        assert new in seen(main_pid(lab, "etcd2"))
+        wait_healthy(lab, "cluster healthy on the new definition")
+    finally:
+        node_sh(lab, "etcd2", undo + " && systemctl daemon-reload && systemctl restart etcd")
+    assert new not in seen(main_pid(lab, "etcd2"))
+    wait_healthy(lab, "cluster healthy again")
+
+
+@pytest.mark.parametrize("ext_lab", SYSTEMD_STYLES, indirect=True)
+def test_external_stopping_the_unit_stops_the_member(ext_lab):
+    lab = ext_lab
+    ansible = os.path.join(REPO, ".venv", "bin", "ansible")
+    p = subprocess.run([ansible, "-i", lab.inventory, "etcd3", "-m", "ansible.builtin.systemd_service",
+                        "-a", "name=etcd state=stopped"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                       timeout=120, check=False)
+    assert p.returncode == 0 and '"changed": true' in p.stdout, p.stdout
+    p = lab.exec("etcd3", ["systemctl", "is-active", "etcd"])
+    assert (p.returncode, p.stdout) == (3, "inactive\n")
+    assert lab.etcdctl("endpoint", "health", node="etcd3", check=False, timeout=10).returncode != 0
+    members = json.loads(lab.etcdctl("member", "list", "-w", "json", node="etcd1").stdout)["members"]
+    assert "etcd3" in [m["name"] for m in members]
+    assert _readyz(lab.node("cp1"), lab.state["k8s_ca"]) == (200, "ok")     # 2 of 3: quorum
+    node_sh(lab, "etcd3", "systemctl start etcd")
+    wait_for(lambda: lab.etcdctl("endpoint", "health", node="etcd3", check=False, timeout=10).returncode == 0, 60,
+             what="etcd3 back")
+    assert lab.exec("etcd3", ["systemctl", "is-active", "etcd"]).stdout == "active\n"
+
+
+@pytest.mark.parametrize("ext_lab", ["systemd-flags"], indirect=True)
+def test_external_two_units_on_one_host_and_unit_faults(ext_lab):
+    lab = ext_lab
+    ev = lab.state["etcd_events"]
+    assert ev["host"] == "etcd1" and ev["unit"] == "etcd-events.service"
+    assert ev["client_url"] == lab.node("etcd1")["client_url"].replace(":2379", ":2383")
+    events = json.loads(lab.etcdctl("member", "list", "-w", "json", endpoints=[ev["client_url"]]).stdout)
+    main = json.loads(lab.etcdctl("member", "list", "-w", "json").stdout)
+    assert [m["name"] for m in events["members"]] == ["etcd1-events"]
+    assert events["header"]["cluster_id"] != main["header"]["cluster_id"]
+    cat = node_sh(lab, "etcd1", "systemctl cat etcd-events")
+    assert "--listen-client-urls=%s " % ev["client_url"] in cat and "--data-dir=/var/lib/etcd-events " in cat
+    assert lab.exec("etcd2", ["systemctl", "cat", "etcd-events"]).returncode == 1
+    # a lab fault on a unit: the start fails (exit 1, logged), Restart=on-failure retries until it is cleared
+    lab.set_fault("etcd3", "etcd.service", when_manifests_match="--snapshot-count=10000", message="no start")
+    try:
+        p = lab.exec("etcd3", ["systemctl", "restart", "etcd"])
+        assert p.returncode == 1 and "Job for etcd.service failed" in p.stderr
+        with open(lab.node_path("etcd3", "/var/lib/systemd-standin/logs/etcd.log")) as f:
+            assert "etcd.service lab fault: no start\n" in f.read()
+        assert lab.etcdctl("endpoint", "health", node="etcd3", check=False, timeout=10).returncode != 0
+    finally:
+        assert lab.clear_faults("etcd3") == ["etcd.service"]
+    wait_for(lambda: lab.exec("etcd3", ["systemctl", "is-active", "etcd"]).stdout == "active\n", 30,
+             what="restart after the fault is cleared")
+    wait_healthy(lab, "etcd3 back after the fault")
+
+
+def test_external_down_leaves_nothing(ext_lab):
+    lab = ext_lab
+    ips = [n["ip"] for n in lab.state["nodes"]]
+    p = subprocess.run([LABCTL, "--dir", lab.dir, "down"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                       check=False)
+    assert p.returncode == 0, p.stderr
+    assert not os.path.exists(lab.dir)
+    procs, mounts, busy = _lab_traces(lab.dir, ips)
+    assert procs == [] and mounts == [] and busy == []
