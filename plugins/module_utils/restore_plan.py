@@ -546,10 +546,10 @@ def choose_survivor(hosts, client_urls, cluster, lost=()):
         return {'survivor': None, 'candidates': candidates, 'lines': [], 'refusals': refusals}
     ranked = sorted(candidates, key=lambda c: (-int(c['raft_index']), -int(c['revision']), hosts.index(c['host'])))
     chosen = ranked[0]
+    described = ['%s raft index %s, revision %s (%s)' % (c['host'], c['raft_index'], c['revision'], c['error'] or 'answers')
+                 for c in ranked]
     lines = ['NO QUORUM: recovering from the surviving member with the highest raft index, without a snapshot',
-             'candidates: %s' % '; '.join('%s raft index %s, revision %s (%s)' % (c['host'], c['raft_index'], c['revision'],
-                                                                            c['error'] or 'answers')
-                                          for c in ranked),
+             'candidates: %s' % '; '.join(described),
              'chosen: %s (member %s of cluster %s): a snapshot is taken from it now (a member serves one without a '
              'leader) and restored on %s, as any snapshot' % (chosen['host'], chosen['member_id'], chosen['cluster_id'],
                                                               ', '.join(hosts)),
