@@ -401,6 +401,133 @@ class EtcdManifest(StaticPodManifest):
             raise EtcdModuleError('internal error: editing hostPath in %s would change more than that path; '
                                   'nothing was written. Edit it by hand.' % self.path, path=self.path)
 
+    # Edit flags -------------------------------------------------------------------------------------
+    def _flag_item_nodes(self):
+        """``[(sequence key, index, scalar node)]`` of the etcd container's command then args items."""
+        containers = _node_get(_node_get(self.node, 'spec'), 'containers')
+        container = containers.value[self.container_index] if isinstance(containers, yaml.SequenceNode) else None
+        found = []
+        for key in ('command', 'args'):
+            sequence = _node_get(container, key)
+            if isinstance(sequence, yaml.SequenceNode):
+                found.extend((key, index, item) for index, item in enumerate(sequence.value))
+        return found
+
+    def with_flag_values(self, values):
+        """Text of the manifest with each ``--flag`` of ``values`` set to its value.
+
+        A flag written as one ``--flag=value`` item of the etcd container's command (or args) gets the new value in
+        that item: only the characters of that one scalar change.  A flag the container does not have yet is added as
+        a new item after the last item of its command, written like that item (same indentation, same line
+        ending).  A flag written as two items (``--flag value``), more than once, or in a form that cannot be edited
+        (an anchor, a tag, a block scalar, a flow sequence) is refused.  The edited text is parsed again and
+        compared with the expected document, as for ``with_data_dir_host_path``.
+        """
+        items = self._flag_item_nodes()
+        edits = []
+        appended = []
+        for flag in sorted(values):
+            value = values[flag]
+            if not flag.startswith('--') or '=' in flag or not isinstance(value, str) or '\n' in value \
+                    or '\x00' in value:
+                raise EtcdModuleError('Cannot set %s=%r in %s: not a flag name and a one-line value.'
+                                      % (flag, value, self.path), path=self.path)
+            matches = []
+            for key, index, item in items:
+                text = to_text(item.value) if isinstance(item, yaml.ScalarNode) else ''
+                if '--' + text.lstrip('-').split('=', 1)[0] == flag and text.startswith('-'):
+                    matches.append((key, index, item, text))
+            if len(matches) > 1:
+                raise EtcdModuleError(
+                    'The etcd container in %s on %s gives %s %d times; remove the extra ones by hand first.'
+                    % (self.path, node_name(), flag, len(matches)), path=self.path)
+            if not matches:
+                appended.append(flag)
+                continue
+            key, index, item, text = matches[0]
+            if '=' not in text:
+                raise EtcdModuleError(
+                    'The etcd container in %s on %s gives %s as two items (flag, then value); write it as one item '
+                    '%s=<value> first.' % (self.path, node_name(), flag, flag), path=self.path)
+            edits.append((key, index, item, '%s=%s' % (text.split('=', 1)[0], value)))
+        expected = json.loads(json.dumps(self.data, default=str))
+        container = expected['spec']['containers'][self.container_index]
+        # Each change as (position, how): applied from the end of the text, so earlier marks stay right.
+        changes = []
+        for key, index, item, new_item in edits:
+            container[key][index] = new_item
+            changes.append((item.start_mark.index, self._scalar_replacer(item, new_item)))
+        if appended:
+            command_items = [entry for entry in items if entry[0] == 'command'] or items
+            if not command_items:
+                raise EtcdModuleError('The etcd container in %s on %s has no command to add %s to.'
+                                      % (self.path, node_name(), ', '.join(appended)), path=self.path)
+            key, _index, last = command_items[-1]
+            new_items = ['%s=%s' % (flag, values[flag]) for flag in appended]
+            container[key].extend(new_items)
+            changes.append((last.end_mark.index, self._items_appender(last, new_items)))
+        text = self.text
+        for _position, change in sorted(changes, key=lambda entry: -entry[0]):
+            text = change(text)
+        self._verify_expected(text, expected, 'the flags %s' % ', '.join(sorted(values)))
+        return text
+
+    def _scalar_replacer(self, node, new):
+        """A function of the text that replaces the characters of scalar ``node`` with ``new``, quoted as it was."""
+        what = 'item %s of the etcd command' % new.split('=', 1)[0]
+        if self._node_count(node) != 1:
+            raise EtcdModuleError('The %s in %s on %s is shared through a YAML alias; edit it by hand.'
+                                  % (what, self.path, node_name()), path=self.path)
+        start, end = node.start_mark.index, node.end_mark.index
+        original = self.text[start:end]
+        if original[:1] in ('&', '!', '*') or node.style in ('|', '>'):
+            raise EtcdModuleError('The %s in %s on %s carries a YAML anchor, tag or block style (%s); write it as a '
+                                  'plain item first.' % (what, self.path, node_name(), original), path=self.path)
+        if node.style == "'":
+            replacement = "'%s'" % new.replace("'", "''")
+        elif node.style == '"':
+            replacement = json.dumps(new)
+        else:
+            replacement = self._plain_or_quoted(new)
+        return lambda text: text[:start] + replacement + text[end:]
+
+    @staticmethod
+    def _plain_or_quoted(value):
+        """``value`` as a plain YAML scalar when it reads back as the same string, else double-quoted."""
+        try:
+            if yaml.safe_load(value) == value and ': ' not in value and ' #' not in value:
+                return value
+        except yaml.YAMLError:
+            pass
+        return json.dumps(value)
+
+    def _items_appender(self, last, new_items):
+        """A function of the text that adds ``new_items`` as block sequence items after the line of item ``last``."""
+        text = self.text
+        line_start = text.rfind('\n', 0, last.start_mark.index) + 1
+        prefix = text[line_start:last.start_mark.index]
+        line_end = text.find('\n', last.end_mark.index)
+        rest = text[last.end_mark.index:line_end if line_end >= 0 else len(text)]
+        if not re.match(r'^ *- $', prefix) or rest.strip(' \r') or line_end < 0:
+            raise EtcdModuleError(
+                'The last item of the etcd command in %s on %s is not written one per line (%s%s); add %s by hand.'
+                % (self.path, node_name(), prefix, text[last.start_mark.index:last.end_mark.index],
+                   ', '.join(item.split('=', 1)[0] for item in new_items)), path=self.path)
+        newline = '\r\n' if rest.endswith('\r') else '\n'
+        added = ''.join('%s%s%s' % (prefix, self._plain_or_quoted(item), newline) for item in new_items)
+        return lambda current: current[:line_end + 1] + added + current[line_end + 1:]
+
+    def _verify_expected(self, text, expected, what):
+        """Parse the edited text; it must be ``expected`` (the original document with the intended change)."""
+        try:
+            _node, data = _compose(text, self.path)
+        except EtcdModuleError as exc:
+            raise EtcdModuleError('internal error: editing %s would make it invalid YAML (%s); nothing was written.'
+                                  % (self.path, exc.msg), path=self.path)
+        if json.loads(json.dumps(data, default=str)) != expected:
+            raise EtcdModuleError('internal error: editing %s in %s would change more than that; nothing was written. '
+                                  'Edit it by hand.' % (what, self.path), path=self.path)
+
 
 # kube-apiserver ------------------------------------------------------------------------------------
 KUBE_APISERVER_DEFAULT_SECURE_PORT = 6443

@@ -24,6 +24,10 @@ description:
   - Before the change, a copy of the old manifest goes to O(backup_dir), outside the kubelet's manifests directory,
     because the kubelet starts a pod from every file there whose name does not begin with a dot.
   - The container's C(--data-dir) flag is not changed; only where that path comes from on the host.
+  - With O(initial_cluster) and O(initial_cluster_state), the C(--initial-cluster) and C(--initial-cluster-state) flags
+    of the etcd container change in the same write (for a member that joins a running cluster with an empty data
+    directory); only the characters of those items change, and a flag the manifest lacks is added as a new item after
+    the last one of the command.
   - With O(dest), the edited manifest is written to that file instead (for example to prepare the manifest of a restore
     while etcd still runs on the old data directory) and O(path) is left untouched.
 author:
@@ -51,8 +55,23 @@ options:
         the module refuses; a typing error in O(data_dir) must not wipe a cluster.
       - In check mode a data directory without etcd data only gives a warning, because an earlier task that would
         create it (M(kubeops.etcd.etcd_restore)) did not run either.
+      - With O(initial_cluster_state=existing) an empty O(data_dir) is what a joining member starts from, and is
+        allowed.
     type: bool
     default: false
+  initial_cluster:
+    description:
+      - Value of the etcd container's C(--initial-cluster) flag from now on, C(name=peerURL) pairs separated by commas,
+        for example the RV(kubeops.etcd.etcd_member#module:initial_cluster) of M(kubeops.etcd.etcd_member).
+      - etcd reads it only when its data directory is empty. Unset, the flag is left as it is.
+    type: str
+  initial_cluster_state:
+    description:
+      - Value of the etcd container's C(--initial-cluster-state) flag from now on. V(existing) joins a running cluster
+        (the member must have been added with M(kubeops.etcd.etcd_member) first); V(new) bootstraps one.
+      - A manifest without the flag counts as V(new), etcd's default. Unset, the flag is left as it is.
+    type: str
+    choices: [new, existing]
   backup:
     description:
       - Keep a copy of the manifest as it was before the change in O(backup_dir)
@@ -110,6 +129,13 @@ EXAMPLES = r'''
   ansible.builtin.debug:
     msg: "etcd used {{ etcd_manifest_change.previous_data_dir }} before; backup in {{ etcd_manifest_change.backup_file }}"
 
+- name: Let the member added with kubeops.etcd.etcd_member join the cluster with an empty data directory
+  kubeops.etcd.etcd_manifest_datadir:
+    path: /etc/kubernetes/kubeops-etcd/held-manifests/etcd.yaml
+    data_dir: /var/lib/etcd
+    initial_cluster: "{{ etcd_new_member.initial_cluster }}"
+    initial_cluster_state: existing
+
 - name: Roll back to the old data directory
   kubeops.etcd.etcd_manifest_datadir:
     path: /etc/kubernetes/manifests/etcd.yaml
@@ -133,6 +159,25 @@ data_dir:
   returned: always
   type: str
   sample: /var/lib/etcd-restore-20261122T013500Z
+initial_cluster:
+  description: The C(--initial-cluster) of the etcd container after this task (in check mode, what it would be); V(null)
+    when the manifest has none.
+  returned: always
+  type: str
+  sample: cp1=https://10.0.0.11:2380,cp2=https://10.0.0.12:2380,cp3=https://10.0.0.13:2380
+initial_cluster_state:
+  description: The C(--initial-cluster-state) of the etcd container after this task (in check mode, what it would be);
+    V(null) when the manifest has none (etcd then takes V(new)).
+  returned: always
+  type: str
+  sample: existing
+changed_flags:
+  description: The flags whose value this task changed or added (in check mode, would change), for example
+    C(--initial-cluster).
+  returned: always
+  type: list
+  elements: str
+  sample: ["--initial-cluster", "--initial-cluster-state"]
 volume_name:
   description: Name of the hostPath volume that holds C(--data-dir).
   returned: always
@@ -189,6 +234,8 @@ def _backup_path(backup_dir, manifest_path):
 
 
 KUBEADM_MANIFESTS_DIR = '/etc/kubernetes/manifests'
+INITIAL_CLUSTER = '--initial-cluster'
+INITIAL_CLUSTER_STATE = '--initial-cluster-state'
 DEST_MODE = 0o600
 ORIGINAL_SUFFIX = '.orig'
 DEST_OWNER = (0, 0)
@@ -262,6 +309,7 @@ def plan(params):
     if os.path.normpath(manifest.data_dir_host_path) != new_dir:
         new_text = manifest.with_data_dir_host_path(new_dir)
         result['changed'] = new_text != manifest.text
+    new_text = plan_flags(params, manifest, new_text, result)
     if dest:
         new_text = new_text or manifest.text
         original_current = not params['backup'] or dest_is_current(dest + ORIGINAL_SUFFIX, manifest.text.encode('utf-8'))
@@ -270,6 +318,29 @@ def plan(params):
         if params['backup']:
             result['backup_file'] = dest + ORIGINAL_SUFFIX
     return manifest, new_text, result
+
+
+def plan_flags(params, manifest, new_text, result):
+    """Set --initial-cluster and --initial-cluster-state as asked, on top of the data dir edit (if any)."""
+    current = EtcdManifest.from_text(new_text, manifest.path) if new_text is not None else manifest
+    wanted = {}
+    if params.get('initial_cluster') is not None:
+        wanted[INITIAL_CLUSTER] = params['initial_cluster']
+    if params.get('initial_cluster_state') is not None:
+        wanted[INITIAL_CLUSTER_STATE] = params['initial_cluster_state']
+    if INITIAL_CLUSTER in wanted and not wanted[INITIAL_CLUSTER].strip():
+        raise EtcdModuleError('initial_cluster is empty; give the name=peerURL pairs of the members (the '
+                              'initial_cluster that kubeops.etcd.etcd_member returns).')
+    differ = dict((flag, value) for flag, value in wanted.items()
+                  if current.flags.get(flag, 'new' if flag == INITIAL_CLUSTER_STATE else None) != value)
+    result['changed_flags'] = sorted(differ)
+    if differ:
+        new_text = current.with_flag_values(differ)
+        result['changed'] = True
+        current = EtcdManifest.from_text(new_text, manifest.path)
+    result['initial_cluster'] = current.initial_cluster
+    result['initial_cluster_state'] = current.initial_cluster_state
+    return new_text
 
 
 def holds_etcd_data(data_dir):
@@ -331,12 +402,16 @@ def main():
             backup=dict(type='bool', default=True),
             backup_dir=dict(type='path', default='/etc/kubernetes/kubeops-etcd/manifest-backups'),
             dest=dict(type='path'),
+            initial_cluster=dict(type='str'),
+            initial_cluster_state=dict(type='str', choices=['new', 'existing']),
         ),
         supports_check_mode=True,
     )
     try:
         manifest, new_text, result = plan(module.params)
-        if result['changed'] and not module.params['allow_empty'] and not holds_etcd_data(result['data_dir']):
+        joining = module.params['initial_cluster_state'] == 'existing'
+        if result['changed'] and not module.params['allow_empty'] and not joining \
+                and not holds_etcd_data(result['data_dir']):
             if not module.check_mode:
                 raise EtcdModuleError(empty_data_dir_message(result['data_dir']), data_dir=result['data_dir'])
             module.warn(empty_data_dir_message(result['data_dir']))

@@ -30,7 +30,8 @@ def docs():
 # never reaches them: the controller-side planner, and the backup's file, storage and metrics modules, which
 # run no etcd command.
 NOT_IN_ETCD_GROUP = ["etcd_backup_crypt", "etcd_backup_destination", "etcd_backup_metrics", "etcd_backup_prune",
-                     "etcd_leftovers", "etcd_object_store", "etcd_restore_journal", "etcd_restore_plan", "etcd_tools",
+                     "etcd_leftovers", "etcd_member_plan", "etcd_object_store", "etcd_restore_journal", "etcd_restore_plan",
+                     "etcd_tools",
                      "etcd_unit_datadir", "etcd_unit_info"]
 
 

@@ -270,3 +270,83 @@ def test_container_flags_skip_the_binary_and_join_args():
     ('cp1.example', 'cp1.example')])
 def test_url_host_brackets_ipv6(address, host):
     assert url_host(address) == host
+
+
+JOINED = 'cp1=https://192.0.2.11:2380,cp2=https://192.0.2.12:2380,cp3=https://192.0.2.13:2380'
+
+
+def test_flag_values_edit_changes_only_those_items_byte_for_byte():
+    original = read('etcd-joined-quoted.yaml')
+    manifest = EtcdManifest.load(fixture('etcd-joined-quoted.yaml'))
+    edited = manifest.with_flag_values({'--initial-cluster': JOINED, '--initial-cluster-state': 'new'})
+    assert changed_lines(original, edited) == [
+        (21, '    - --initial-cluster=cp1=https://192.0.2.11:2380,cp2=https://192.0.2.12:2380\n',
+         '    - --initial-cluster=%s\n' % JOINED),
+        (22, '    - --initial-cluster-state=existing\n', '    - --initial-cluster-state=new\n')]
+    again = EtcdManifest.from_text(edited)
+    assert (again.initial_cluster, again.initial_cluster_state) == (JOINED, 'new')
+
+
+def test_missing_flag_is_added_after_the_last_command_item_like_it():
+    original = read('kubeadm-etcd.yaml')
+    edited = EtcdManifest.from_text(original).with_flag_values(
+        {'--initial-cluster': JOINED, '--initial-cluster-state': 'existing'})
+    lines = original.splitlines(True)
+    last = max(index for index, line in enumerate(lines) if line.startswith('    - --'))
+    expected = lines[:last + 1] + ['    - --initial-cluster-state=existing\n'] + lines[last + 1:]
+    expected = ''.join(expected).replace('    - --initial-cluster=cp1=https://192.0.2.11:2380\n',
+                                         '    - --initial-cluster=%s\n' % JOINED)
+    assert edited == expected
+    again = EtcdManifest.from_text(edited)
+    assert again.initial_cluster_state == 'existing'
+    assert again.data_dir_host_path == '/var/lib/etcd'
+
+
+def test_flag_edit_after_a_data_dir_edit_keeps_both_and_crlf():
+    original = read('kubeadm-etcd.yaml').replace('\n', '\r\n')
+    moved = EtcdManifest.from_text(original).with_data_dir_host_path('/var/lib/etcd-new')
+    edited = EtcdManifest.from_text(moved).with_flag_values({'--initial-cluster-state': 'existing'})
+    assert '\r\n    - --initial-cluster-state=existing\r\n' in edited
+    assert '\n' not in edited.replace('\r\n', '')
+    again = EtcdManifest.from_text(edited)
+    assert (again.data_dir_host_path, again.initial_cluster_state) == ('/var/lib/etcd-new', 'existing')
+
+
+def test_flag_edit_keeps_quotes_and_quotes_a_value_yaml_would_misread():
+    text = read('kubeadm-etcd.yaml').replace("    - --initial-cluster=cp1=https://192.0.2.11:2380\n",
+                                             "    - '--initial-cluster=cp1=https://192.0.2.11:2380'\n")
+    edited = EtcdManifest.from_text(text).with_flag_values({'--initial-cluster': JOINED})
+    assert "    - '--initial-cluster=%s'\n" % JOINED in edited
+    odd = EtcdManifest.from_text(read('kubeadm-etcd.yaml')).with_flag_values({'--initial-cluster': 'a=b: #c'})
+    assert '    - "--initial-cluster=a=b: #c"\n' in odd
+    assert EtcdManifest.from_text(odd).initial_cluster == 'a=b: #c'
+
+
+def test_flag_given_as_two_items_or_twice_is_not_edited():
+    with pytest.raises(EtcdModuleError, match='as two items'):
+        EtcdManifest.load(fixture('etcd-space-flags.yaml')).with_flag_values({'--name': 'cp9'})
+    twice = read('kubeadm-etcd.yaml').replace('    - --snapshot-count=10000\n',
+                                              '    - --snapshot-count=10000\n    - --initial-cluster=x=https://a:2380\n')
+    with pytest.raises(EtcdModuleError, match='gives --initial-cluster 2 times'):
+        EtcdManifest.from_text(twice).with_flag_values({'--initial-cluster': JOINED})
+
+
+def test_flag_in_args_is_edited_there():
+    original = read('etcd-space-flags.yaml').replace('    - --enable-pprof\n', '    - --initial-cluster-state=new\n')
+    edited = EtcdManifest.from_text(original).with_flag_values({'--initial-cluster-state': 'existing'})
+    assert [change[1:] for change in changed_lines(original, edited)] == [
+        ('    - --initial-cluster-state=new\n', '    - --initial-cluster-state=existing\n')]
+
+
+def test_flag_append_refused_when_the_last_item_is_not_on_its_own_line():
+    text = read('kubeadm-etcd.yaml').replace('    - --trusted-ca-file=/etc/kubernetes/pki/etcd/ca.crt\n',
+                                             '    - --trusted-ca-file=/etc/kubernetes/pki/etcd/ca.crt # last\n')
+    with pytest.raises(EtcdModuleError, match='not written one per line'):
+        EtcdManifest.from_text(text).with_flag_values({'--initial-cluster-state': 'existing'})
+
+
+def test_bad_flag_names_and_values_are_refused():
+    manifest = EtcdManifest.load(fixture('kubeadm-etcd.yaml'))
+    for values in ({'initial-cluster': 'x'}, {'--a=b': 'x'}, {'--initial-cluster': 'a\nb'}):
+        with pytest.raises(EtcdModuleError, match='not a flag name'):
+            manifest.with_flag_values(values)

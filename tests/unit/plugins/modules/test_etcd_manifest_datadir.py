@@ -282,3 +282,70 @@ def test_kubelet_dirs_are_kubeadms_and_a_manifests_dir_of_path():
         '/etc/kubernetes/manifests', '/srv/k8s/manifests']
     assert etcd_manifest_datadir.kubelet_dirs('/etc/kubernetes/kubeops-etcd/held-manifests/etcd.yaml') == [
         '/etc/kubernetes/manifests']
+
+
+JOINED = 'cp1=https://192.0.2.11:2380,cp3=https://192.0.2.13:2380'
+
+
+def test_initial_cluster_flags_check_real_again_and_again_in_check(run, node, tmp_path):
+    """A member joining with an empty data dir: data dir and both flags change in one write; the empty dir is fine."""
+    original = read(node['path'])
+    empty = str(tmp_path / 'etcd')
+    options = args(node, data_dir=empty, initial_cluster=JOINED, initial_cluster_state='existing')
+    expected = original.replace(b'      path: /var/lib/etcd\n', ('      path: %s\n' % empty).encode()) \
+        .replace(b'    - --initial-cluster=cp1=https://192.0.2.11:2380\n', ('    - --initial-cluster=%s\n' % JOINED).encode()) \
+        .replace(b'    - --trusted-ca-file=/etc/kubernetes/pki/etcd/ca.crt\n',
+                 b'    - --trusted-ca-file=/etc/kubernetes/pki/etcd/ca.crt\n    - --initial-cluster-state=existing\n')
+
+    checked = run(options, check=True, diff=True)
+    assert checked['changed'] is True
+    assert checked['changed_flags'] == ['--initial-cluster', '--initial-cluster-state']
+    assert (checked['initial_cluster'], checked['initial_cluster_state']) == (JOINED, 'existing')
+    assert checked['diff']['after'].encode() == expected
+    assert read(node['path']) == original
+
+    real = run(options)
+    assert real['changed'] is True and real['backup_file']
+    assert read(node['path']) == expected
+    assert read(real['backup_file']) == original
+
+    for check in (False, True):
+        again = run(options, check=check, diff=True)
+        assert again['changed'] is False and again['changed_flags'] == [] and 'diff' not in again
+        assert (again['initial_cluster'], again['initial_cluster_state']) == (JOINED, 'existing')
+    assert read(node['path']) == expected
+    assert len(os.listdir(node['backups'])) == 1
+
+
+def test_flags_alone_change_with_the_same_data_dir_and_into_dest(run, node, dest):
+    original = read(node['path'])
+    options = args(node, data_dir='/var/lib/etcd', initial_cluster=JOINED, dest=dest, allow_empty=True)
+    real = run(options)
+    assert real['changed'] is True and real['changed_flags'] == ['--initial-cluster']
+    assert real['initial_cluster_state'] is None
+    assert read(node['path']) == original
+    assert read(dest) == original.replace(b'--initial-cluster=cp1=https://192.0.2.11:2380\n',
+                                          ('--initial-cluster=%s\n' % JOINED).encode())
+    assert run(options)['changed'] is False
+
+
+def test_state_new_is_what_a_manifest_without_the_flag_means(run, node):
+    original = read(node['path'])
+    result = run(args(node, data_dir='/var/lib/etcd', initial_cluster_state='new'))
+    assert result['changed'] is False and result['changed_flags'] == []
+    assert read(node['path']) == original
+
+
+def test_empty_initial_cluster_and_unknown_state_are_refused(run, node):
+    original = read(node['path'])
+    refused = run(args(node, data_dir='/var/lib/etcd', initial_cluster=' '))
+    assert refused['failed'] and 'initial_cluster is empty' in refused['msg']
+    wrong = run(args(node, data_dir='/var/lib/etcd', initial_cluster_state='joined'))
+    assert wrong['failed'] and 'initial_cluster_state' in wrong['msg']
+    assert read(node['path']) == original
+
+
+def test_empty_data_dir_is_still_refused_without_a_joining_state(run, node, tmp_path):
+    empty = str(tmp_path / 'etcd')
+    refused = run(args(node, data_dir=empty, initial_cluster=JOINED))
+    assert refused['failed'] and 'holds no etcd data' in refused['msg']
