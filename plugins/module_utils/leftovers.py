@@ -44,7 +44,8 @@ KINDS = (
 )
 
 _MOVED_ASIDE = re.compile(r'^(?P<original>.+)\.(?:replaced-)?(?P<ts>%s)(?:\.[0-9]+)?$' % TS)
-_RUN_DIR = re.compile(r'^%s$' % TS)
+_RUN_DIR = re.compile(r'^(?P<member>member-)?(?P<ts>%s)$' % TS)
+_SURVIVOR = re.compile(r'^survivor-(?P<host>.+)-(?P<ts>%s)\.db$' % TS)
 _TEMP_MANIFEST = re.compile(r'^\.(?P<original>.+)\.kubeops-tmp$')
 
 HELD_REASON = ('held aside by a restore that did not finish: resolve that run first (resume or abort it as '
@@ -78,12 +79,17 @@ def classify_data_sibling(name, bases):
                 return 'failed-data-dir', 'moved aside at %s by the rollback of a failed restore, for diagnosis' % when
             if what == 'kubeops-tmp':
                 return 'temp-data-dir', 'etcd_restore was interrupted at %s while it wrote this restore' % when
-            return 'moved-aside', 'moved aside at %s by etcd_restore, which restored over it' % when
+            return 'moved-aside', ('moved aside at %s by a restore (restore.yml) or a member replacement (member.yml) '
+                                   'that put a new data dir in its place' % when)
     return None
 
 
 def classify_run_dir(name):
-    if _RUN_DIR.match(name):
+    match = _RUN_DIR.match(name)
+    if match and match.group('member'):
+        return 'run-dir', ('the files of the member replacement (member.yml) of %s: copies of etcd.yaml before and '
+                           'after it' % match.group('ts'))
+    if match:
         return 'run-dir', ('the files of the restore run of %s: copies of etcd.yaml before and after it, kept for its '
                            'rollback' % name)
     return None
@@ -96,6 +102,10 @@ def classify_staged(name):
         return 'moved-aside', 'moved aside at %s instead of being overwritten' % match.group('ts')
     if name.endswith('.part'):
         return 'staged-snapshot', 'an incomplete snapshot download (.part) of an interrupted run'
+    match = _SURVIVOR.match(name)
+    if match:
+        return 'staged-snapshot', ('the data of %s\'s etcd member, taken at %s by a recovery without a quorum '
+                                   '(snapshot=survivor)' % (match.group('host'), match.group('ts')))
     return 'staged-snapshot', 'a snapshot copy a restore staged and kept (etcd_restore_keep_staged_snapshot, or an ' \
                               'interrupted run)'
 

@@ -68,6 +68,9 @@ def test_staged_files_moved_aside_files_and_run_dirs_are_classified():
     assert lo.classify_backup_staging('kubernetes-20261203T054100Z-rev4.db.20261203T060000Z')[0] == 'moved-aside'
     assert lo.classify_run_dir('20261203T054100Z')[0] == 'run-dir'
     assert lo.classify_run_dir('journal') is None
+    kind, why = lo.classify_run_dir('member-20261203T054100Z')
+    assert kind == 'run-dir' and why.startswith('the files of the member replacement (member.yml) of 20261203T054100Z')
+    assert lo.classify_run_dir('member-x') is None
     assert lo.classify_manifests_dir_entry('.etcd.yaml.kubeops-tmp')[0] == 'temp-manifest'
     assert lo.classify_manifests_dir_entry('etcd.yaml') is None
     assert lo.classify_manifest_backup('etcd.yaml.20261203T054100Z')[1].startswith('a copy of etcd.yaml kept at')
@@ -185,3 +188,10 @@ def test_the_table_marks_what_is_kept_and_what_goes_with_a_total():
     assert lines[-1] == 'total: 8 listed, 64.0 MiB; 5 removable, 64.0 MiB; would remove 1, 64.0 MiB'
     listed = lo.table(items, [], 'list')
     assert listed[-1].endswith('nothing removed (name what to remove, or give an age)')
+
+
+def test_the_snapshot_of_a_survivor_recovery_is_named_as_such():
+    kind, why = lo.classify_staged('survivor-cp1-20261203T140642Z.db')
+    assert kind == 'staged-snapshot'
+    assert why == ("the data of cp1's etcd member, taken at 20261203T140642Z by a recovery without a quorum "
+                   "(snapshot=survivor)")
