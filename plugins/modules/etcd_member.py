@@ -218,6 +218,9 @@ from ansible_collections.kubeops.etcd.plugins.module_utils.parsers import (
 from ansible_collections.kubeops.etcd.plugins.module_utils.runner import EtcdTools, Runner, command_error
 
 PROMOTE_RETRY_INTERVAL = 2.0
+ADD_RETRY_SECONDS = 20
+ADD_RETRY_INTERVAL = 1.0
+UNHEALTHY_CLUSTER = 'etcdserver: unhealthy cluster'
 NOT_IN_SYNC = 'can only promote a learner member which is in sync with leader'
 
 
@@ -449,7 +452,17 @@ class MemberChange(object):
         if as_learner:
             args.append('--learner')
         endpoints = self.endpoints(cluster, members)
-        added = load_json(self.etcdctl_run(endpoints, args).stdout, 'etcdctl member add')
+        # etcd's strict reconfiguration check answers "unhealthy cluster" for about 5 s after a member reconnected
+        # (a restart, a removal just before): a refusal that changed nothing, so asking again is safe.
+        deadline = time.time() + ADD_RETRY_SECONDS
+        while True:
+            result = self.etcdctl_run(endpoints, args, check_rc=False)
+            if result.rc == 0:
+                break
+            if UNHEALTHY_CLUSTER not in result.stderr or time.time() >= deadline:
+                raise command_error(result, what='`etcdctl %s` for member %s' % (' '.join(args), self.name))
+            time.sleep(ADD_RETRY_INTERVAL)
+        added = load_json(result.stdout, 'etcdctl member add')
         new_id = (added.get('member') or {}).get('ID')
         after = self.list_members(endpoints)
         mine = [member for member in after['members'] if member['id'] == new_id]

@@ -102,6 +102,10 @@ elif words[:2] == ['endpoint', 'health']:
     print(json.dumps(out))
     sys.exit(0 if all(entry['health'] for entry in out) else 1)
 elif words[:2] == ['member', 'add']:
+    if state.get('add_refusals'):
+        state['add_refusals'] -= 1
+        save()
+        fail('etcdserver: unhealthy cluster')
     peers = flags['peer-urls'].split(',')
     if any(set(peers) & set(m['peerURLs']) for m in state['members']):
         fail('etcdserver: Peer URLs already exists')
@@ -302,6 +306,31 @@ def test_adds_a_learner_on_35_and_returns_the_initial_cluster(cluster35, tls):
     assert ok and again['changed'] is False and again['member'] == result['member']
     assert again['initial_cluster'] == expected and 'not started yet' in again['msg']
     assert len(cluster35.changes()) == 2
+
+
+def test_add_retries_while_etcd_calls_the_cluster_unhealthy_after_a_reconnect(cluster35, tls, monkeypatch):
+    monkeypatch.setattr(etcd_member, 'ADD_RETRY_INTERVAL', 0.01)
+    cluster35.down('cp3')
+    assert run(cluster35.args(tls, name='cp3', state='absent'))[0]
+    cluster35.update(add_refusals=2)
+    ok, result = run(cluster35.args(tls, name='cp3', peer_urls=[NEW_PEER]))
+    assert ok, result
+    assert result['msg'] == 'added cp3 (%s) as a learner' % NEW_PEER
+    assert [c for c in cluster35.changes() if c[1] == 'add'] == [
+        ['member', 'add', 'cp3', '--peer-urls=%s' % NEW_PEER, '--learner']] * 3
+    assert len([m for m in cluster35.read()['members'] if m['peerURLs'] == [NEW_PEER]]) == 1
+
+
+def test_add_gives_up_on_an_unhealthy_cluster_after_the_retries(cluster35, tls, monkeypatch):
+    monkeypatch.setattr(etcd_member, 'ADD_RETRY_INTERVAL', 0.01)
+    monkeypatch.setattr(etcd_member, 'ADD_RETRY_SECONDS', 0.05)
+    cluster35.down('cp3')
+    assert run(cluster35.args(tls, name='cp3', state='absent'))[0]
+    cluster35.update(add_refusals=1000)
+    ok, result = run(cluster35.args(tls, name='cp3', peer_urls=[NEW_PEER]))
+    assert not ok
+    assert 'etcdserver: unhealthy cluster' in result['msg'] and 'member add cp3' in result['msg']
+    assert not [m for m in cluster35.read()['members'] if m['peerURLs'] == [NEW_PEER]]
 
 
 def test_adds_a_voting_member_on_34(tmp_path, tls):
