@@ -91,6 +91,14 @@ def keys(lab, with_values=False):
     return result if with_values else set(result)
 
 
+def local_keys(lab, host):
+    """Every key the member of host holds itself (a serializable read answered from its own data)."""
+    out = lab.etcdctl("get", "", "--prefix", "--keys-only", "--consistency=s", "-w", "json",
+                      endpoints=[lab.node(host)["client_url"]]).stdout
+    names = (base64.b64decode(kv["key"]).decode("utf-8", "replace") for kv in json.loads(out).get("kvs", []))
+    return set(name for name in names if not name.startswith(VOLATILE_PREFIXES))
+
+
 def endpoint_status(lab):
     return json.loads(lab.etcdctl("endpoint", "status", "-w", "json").stdout)
 

@@ -12,7 +12,6 @@
 * 3 nodes, etcd 3.4.23: the member is added back as a voting member (no learners), nothing to promote.
 """
 
-import base64
 import json
 import os
 import threading
@@ -55,14 +54,6 @@ def all_started(lab):
         return len(h.endpoint_status(lab)) == len(h.hosts(lab))
     except Exception:  # a member still starting
         return False
-
-
-def local_keys(lab, host):
-    """Every key the member of host holds itself (a serializable read answered from its own data)."""
-    out = lab.etcdctl("get", "", "--prefix", "--keys-only", "--consistency=s", "-w", "json",
-                      endpoints=[lab.node(host)["client_url"]]).stdout
-    return set(base64.b64decode(kv["key"]).decode("utf-8", "replace") for kv in json.loads(out).get("kvs", [])
-               if not base64.b64decode(kv["key"]).decode("utf-8", "replace").startswith(h.VOLATILE_PREFIXES))
 
 
 def etcd_running(lab, host):
@@ -111,8 +102,8 @@ def test_destroyed_member_comes_back_with_its_name_and_every_key_then_a_rerun_is
     assert {name: after[name] for name in ("cp1", "cp2")} == {name: members_before[name] for name in ("cp1", "cp2")}
     assert after["cp3"][0] != members_before["cp3"][0]  # a new member, with the old name
     assert h.cluster_id(lab) == cluster_before
-    assert local_keys(lab, "cp3") >= {PREFIX + "before", PREFIX + "while-cp3-was-gone"}
-    assert local_keys(lab, "cp3") == local_keys(lab, "cp1")
+    assert h.local_keys(lab, "cp3") >= {PREFIX + "before", PREFIX + "while-cp3-was-gone"}
+    assert h.local_keys(lab, "cp3") == h.local_keys(lab, "cp1")
     # Only --initial-cluster(-state) changed in cp3's etcd.yaml; the held one went to the run dir.
     manifest_after = h.read_node_file(lab, "cp3", "/etc/kubernetes/manifests/etcd.yaml").decode()
     changed = sorted(set(manifest_after.splitlines()) ^ set(manifest_before.decode().splitlines()))
@@ -195,7 +186,7 @@ def test_a_rerun_finishes_the_learner_an_interrupted_run_left_behind(lab, run_pl
     assert sorted(after) == ["cp1", "cp2", "cp3"]
     assert all(not learner for _id, learner in after.values()), after
     assert {n: after[n] for n in ("cp1", "cp2")} == {n: members_before[n] for n in ("cp1", "cp2")}
-    assert PREFIX + "while-cp3-was-a-learner" in local_keys(lab, "cp3")
+    assert PREFIX + "while-cp3-was-a-learner" in h.local_keys(lab, "cp3")
 
 
 FLAKY_ETCDCTL = "/var/lib/kubeops-member-test/etcdctl"
@@ -277,7 +268,7 @@ def test_replacing_a_healthy_member_of_five_keeps_every_other_api_server_answeri
     assert after["cp4"][0] != members_before["cp4"][0]
     assert {n: after[n] for n in others} == {n: members_before[n] for n in others}
     assert h.cluster_id(lab) == cluster_before
-    assert PREFIX + "five" in local_keys(lab, "cp4")
+    assert PREFIX + "five" in h.local_keys(lab, "cp4")
     # The old data dir was renamed, not deleted.
     moved = [name for name in h.listdir(lab, "cp4", "/var/lib") if name.startswith("etcd.replaced-")]
     assert len(moved) == 1, moved
@@ -306,5 +297,5 @@ def test_etcd_34_adds_the_member_back_as_a_voting_member_without_a_learner(lab, 
     assert all(not learner for _id, learner in after.values()), after
     assert after["cp2"][0] != members_before["cp2"][0]
     assert h.cluster_id(lab) == cluster_before
-    assert PREFIX + "on-3.4" in local_keys(lab, "cp2")
-    assert local_keys(lab, "cp2") == local_keys(lab, "cp1")
+    assert PREFIX + "on-3.4" in h.local_keys(lab, "cp2")
+    assert h.local_keys(lab, "cp2") == h.local_keys(lab, "cp1")

@@ -1,5 +1,7 @@
-"""A control plane gone for good: restore.yml onto the survivors (etcd_restore_lost_hosts) on a 3-node etcd 3.5.30
-lab restores exactly the snapshot's data as a 2-member cluster and never contacts the lost node.
+"""Control planes gone for good, on a 3-node etcd 3.5.30 lab, in file order on one lab: restore.yml onto the
+survivors (etcd_restore_lost_hosts) restores exactly the snapshot's data as a 2-member cluster and never contacts
+the lost node; member.yml brings it back; a full restore works afterwards; then two of three are destroyed and
+-e snapshot=survivor recovers the survivor's data without a snapshot.
 
 cp3 is destroyed the way a dead VM looks from outside: its control-plane pods stop (every manifest taken away
 from its kubelet), its etcd data is gone, and SSH to it fails (the inventory points at a port where nothing
@@ -18,6 +20,7 @@ pytestmark = pytest.mark.parametrize(
                          id="3-nodes-3.5.30")], indirect=True)
 
 PREFIX = "/kubeops-survivors/"
+MEMBER_PLAYBOOK = os.path.join(os.path.dirname(h.RESTORE_PLAYBOOK), "member.yml")
 GONE = "/root/destroyed-manifests"
 REPORT_TASK = "Report the restore of each member"
 DECLARED_TASK = "Check the control planes declared lost (etcd_restore_lost_hosts) against the play"
@@ -126,6 +129,42 @@ def test_restore_onto_the_survivors_serves_exactly_the_snapshot_as_two_members_a
     # the argument check runs on the controller; nothing else ran for cp3
     assert [r["task"] for r in run.results if r["host"] == "cp3" and r["status"] != "skipped"
             and r["action"] != "ansible.builtin.validate_argument_spec"] == [], run.results
+
+
+def rebuild(lab, host):
+    """The node is back (its /etc/kubernetes restored, its kubelet running) with an empty /var/lib: its etcd.yaml
+    waits in the holding dir, as an operator keeps it stopped until member.yml rejoins it."""
+    lab.exec(host, ["mkdir", "-p", "-m", "0700", h.HOLDING_DIR], check=True)
+    lab.exec(host, ["mv", GONE + "/etcd.yaml", h.HOLDING_DIR + "/etcd.yaml"], check=True)
+    for name in h.MANIFESTS[1:]:
+        lab.exec(host, ["mv", GONE + "/" + name, "/etc/kubernetes/manifests/" + name], check=True)
+
+
+def test_member_yml_brings_the_lost_node_back_into_the_restored_cluster(lab, run_playbook, destroyed):
+    restored = h.members(lab)
+    cluster = format(status(lab)[0]["Status"]["header"]["cluster_id"], "x")
+    rebuild(lab, "cp3")
+    run = run_playbook(lab, MEMBER_PLAYBOOK, extra_vars={"etcd_member_host": "cp3"})
+    assert run.rc == 0, run
+    members = json.loads(lab.etcdctl("member", "list", "-w", "json", endpoints=survivors(lab)).stdout)
+    assert sorted(m["name"] for m in members["members"]) == ["cp1", "cp2", "cp3"]
+    assert not any(m.get("isLearner") for m in members["members"])
+    assert format(members["header"]["cluster_id"], "x") == cluster
+    assert {name: member_id for name, member_id in h.members(lab).items() if name != "cp3"} == restored
+    assert h.local_keys(lab, "cp3") == h.local_keys(lab, "cp1")
+    assert h.keys(lab, with_values=True) == destroyed["keys"]
+    assert h.listdir(lab, "cp3", h.HOLDING_DIR) == []
+    h.wait_for(lambda: h.readyz_ok(lab, "cp3"), 120)
+
+
+def test_a_full_restore_of_every_control_plane_works_afterwards(lab, run_playbook, destroyed):
+    run = h.restore(run_playbook, lab, destroyed["snapshot"])
+    assert run.rc == 0, run
+    assert h.keys(lab, with_values=True) == destroyed["keys"]
+    assert sorted(h.members(lab)) == ["cp1", "cp2", "cp3"]
+    assert h.custom_stat(run, "etcd_restore")["lost_hosts"] == []
+    for host in h.hosts(lab):
+        assert h.readyz(lab, host) == (200, "ok")
 
 
 def test_survivor_recovery_is_refused_while_the_cluster_has_a_quorum(lab, run_playbook, destroyed, tmp_path):
