@@ -315,9 +315,44 @@ def free_path(directory, name, now=None):
     candidate = os.path.join(directory, name)
     if not os.path.lexists(candidate):
         return candidate
-    base = '%s.%s' % (candidate, timestamp(now))
+    return stamped_path(directory, name, now)
+
+
+def stamped_path(directory, name, now=None):
+    """``<directory>/<name>.<UTC timestamp>``, then ``.1``, ``.2``, ...: where nothing is yet."""
+    base = os.path.join(directory, '%s.%s' % (name, timestamp(now)))
     candidate, number = base, 0
     while os.path.lexists(candidate):
         number += 1
         candidate = '%s.%d' % (base, number)
     return candidate
+
+
+def path_inside(path, directory):
+    """True when path is directory or lies below it, symbolic links resolved."""
+    path = os.path.realpath(path)
+    directory = os.path.realpath(directory)
+    return path == directory or path.startswith(directory.rstrip('/') + '/')
+
+
+def replace_with_backup(module, path, expected, data, backup_dir=None, backup_name=None):
+    """Replace path atomically with data, keeping its mode and owner, once it is known to still hold expected
+    (the bytes the caller edited: a change made meanwhile is never overwritten). With backup_dir, a copy of what
+    it held goes first to ``<backup_dir>/<backup_name>.<UTC timestamp>`` (0600, in a 0700 dir). Returns that
+    copy's path, or None."""
+    try:
+        with open(path, 'rb') as handle:
+            current = handle.read()
+        info = os.stat(path)
+    except (IOError, OSError) as exc:
+        raise EtcdModuleError('Cannot read %s on %s: %s' % (path, node_name(), exc.strerror or exc), path=path)
+    if current != expected:
+        raise EtcdModuleError('%s on %s changed while this task was editing it; nothing was written. Run the task again.'
+                              % (path, node_name()), path=path)
+    backup_file = None
+    if backup_dir:
+        make_private_dir(backup_dir)
+        backup_file = stamped_path(backup_dir, backup_name or os.path.basename(path))
+        atomic_write(module, backup_file, expected, 0o600)
+    atomic_write(module, path, data, info.st_mode & 0o7777, owner=(info.st_uid, info.st_gid))
+    return backup_file

@@ -214,23 +214,8 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.kubeops.etcd.plugins.module_utils.errors import EtcdModuleError, node_name
 from ansible_collections.kubeops.etcd.plugins.module_utils.files import (
-    atomic_write, make_private_dir, read_if_exists, timestamp)
+    atomic_write, make_private_dir, path_inside, read_if_exists, replace_with_backup)
 from ansible_collections.kubeops.etcd.plugins.module_utils.manifest import EtcdManifest
-
-
-def _inside(path, directory):
-    path = os.path.realpath(path)
-    directory = os.path.realpath(directory)
-    return path == directory or path.startswith(directory.rstrip('/') + '/')
-
-
-def _backup_path(backup_dir, manifest_path):
-    base = os.path.join(backup_dir, '%s.%s' % (os.path.basename(manifest_path), timestamp()))
-    candidate, number = base, 0
-    while os.path.lexists(candidate):
-        number += 1
-        candidate = '%s.%d' % (base, number)
-    return candidate
 
 
 KUBEADM_MANIFESTS_DIR = '/etc/kubernetes/manifests'
@@ -260,7 +245,7 @@ def check_dest(path, dest):
         raise EtcdModuleError('dest %s is the manifest itself; leave dest out to edit %s in place.' % (dest, path),
                               dest=dest)
     for directory in kubelet_dirs(path):
-        if _inside(dest, directory):
+        if path_inside(dest, directory):
             raise EtcdModuleError(
                 'dest %s on %s is in the kubelet\'s manifests directory %s: the kubelet would run it at once as a '
                 'second etcd. Write it outside, e.g. /etc/kubernetes/kubeops-etcd/prepared/etcd.yaml, and install it '
@@ -289,7 +274,7 @@ def plan(params):
                               % new_dir, data_dir=new_dir)
     new_dir = os.path.normpath(new_dir)
     dest = check_dest(path, params['dest']) if params['dest'] else None
-    if params['backup'] and not dest and _inside(params['backup_dir'], os.path.dirname(os.path.abspath(path))):
+    if params['backup'] and not dest and path_inside(params['backup_dir'], os.path.dirname(os.path.abspath(path))):
         raise EtcdModuleError(
             'backup_dir %s is inside %s, where the kubelet would start the backup copy as a second etcd pod; '
             'choose a directory outside it (default /etc/kubernetes/kubeops-etcd/manifest-backups).'
@@ -368,29 +353,19 @@ def diff(manifest, new_text, result):
 
 def apply(module, manifest, new_text, result):
     """Back the manifest up, then replace it atomically with the edited text (or write dest)."""
-    path = manifest.path
-    try:
-        with open(path, 'rb') as handle:
-            current = handle.read()
-        info = os.stat(path)
-    except (IOError, OSError) as exc:
-        raise EtcdModuleError('Cannot read %s on %s: %s' % (path, node_name(), exc.strerror or exc), path=path)
     original = manifest.text.encode('utf-8')
-    if current != original:
-        raise EtcdModuleError('%s on %s changed while this task was editing it; nothing was written. Run the task again.'
-                              % (path, node_name()), path=path)
     if result['dest']:
+        if read_if_exists(manifest.path) != original:
+            raise EtcdModuleError('%s on %s changed while this task was editing it; nothing was written. Run the task '
+                                  'again.' % (manifest.path, node_name()), path=manifest.path)
         make_private_dir(os.path.dirname(result['dest']))
         if module.params['backup']:
             atomic_write(module, result['dest'] + ORIGINAL_SUFFIX, original, DEST_MODE, owner=DEST_OWNER)
         atomic_write(module, result['dest'], new_text.encode('utf-8'), DEST_MODE, owner=DEST_OWNER)
         return
-    if module.params['backup']:
-        make_private_dir(module.params['backup_dir'])
-        backup_file = _backup_path(module.params['backup_dir'], path)
-        atomic_write(module, backup_file, original, 0o600)
-        result['backup_file'] = backup_file
-    atomic_write(module, path, new_text.encode('utf-8'), info.st_mode & 0o7777, owner=(info.st_uid, info.st_gid))
+    result['backup_file'] = replace_with_backup(
+        module, manifest.path, original, new_text.encode('utf-8'),
+        backup_dir=module.params['backup_dir'] if module.params['backup'] else None)
 
 
 def main():

@@ -146,35 +146,20 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.kubeops.etcd.plugins.module_utils.errors import EtcdModuleError, node_name
 from ansible_collections.kubeops.etcd.plugins.module_utils.etcd_unit import (
     SYSTEM_UNIT_DIRS, load_unit, with_data_dir)
-from ansible_collections.kubeops.etcd.plugins.module_utils.files import atomic_write, make_private_dir, timestamp
+from ansible_collections.kubeops.etcd.plugins.module_utils.files import path_inside, replace_with_backup
 from ansible_collections.kubeops.etcd.plugins.module_utils.runner import Runner
-
-
-def _inside(path, directory):
-    path = os.path.realpath(path)
-    directory = os.path.realpath(directory)
-    return path == directory or path.startswith(directory.rstrip('/') + '/')
 
 
 def check_backup_dir(etcd_unit, backup_dir):
     """systemd reads unit directories and drop-in directories: a backup there could become part of the unit."""
     directories = list(SYSTEM_UNIT_DIRS) + [os.path.dirname(unit_file.path) for unit_file in etcd_unit.files]
     for directory in directories:
-        if _inside(backup_dir, directory):
+        if path_inside(backup_dir, directory):
             raise EtcdModuleError(
                 'backup_dir %s on %s is inside %s, where systemd reads units and drop-ins; choose a directory outside '
                 'the unit directories (default /var/lib/kubeops-etcd/unit-backups).' % (backup_dir, node_name(),
                                                                                         directory),
                 backup_dir=backup_dir)
-
-
-def backup_path(backup_dir, path):
-    base = os.path.join(backup_dir, '%s.%s' % (path.strip('/').replace('/', '_'), timestamp()))
-    candidate, number = base, 0
-    while os.path.lexists(candidate):
-        number += 1
-        candidate = '%s.%d' % (base, number)
-    return candidate
 
 
 def plan(etcd_unit, params):
@@ -216,23 +201,11 @@ def empty_data_dir_message(data_dir, unit):
 
 
 def apply(module, path, old_text, new_text, result):
-    """Back the file up, then replace it atomically, keeping its mode and owner."""
-    try:
-        with open(path, 'rb') as handle:
-            current = handle.read()
-        info = os.stat(path)
-    except (IOError, OSError) as exc:
-        raise EtcdModuleError('Cannot read %s on %s: %s' % (path, node_name(), exc.strerror or exc), file=path)
-    original = old_text.encode('utf-8')
-    if current != original:
-        raise EtcdModuleError('%s on %s changed while this task was editing it; nothing was written. Run the task again.'
-                              % (path, node_name()), file=path)
-    if module.params['backup']:
-        make_private_dir(module.params['backup_dir'])
-        backup_file = backup_path(module.params['backup_dir'], path)
-        atomic_write(module, backup_file, original, 0o600)
-        result['backup_file'] = backup_file
-    atomic_write(module, path, new_text.encode('utf-8'), info.st_mode & 0o7777, owner=(info.st_uid, info.st_gid))
+    """Back the file up (outside the unit directories), then replace it atomically, keeping its mode and owner."""
+    result['backup_file'] = replace_with_backup(
+        module, path, old_text.encode('utf-8'), new_text.encode('utf-8'),
+        backup_dir=module.params['backup_dir'] if module.params['backup'] else None,
+        backup_name=path.strip('/').replace('/', '_'))
 
 
 def main():

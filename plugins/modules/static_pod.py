@@ -258,7 +258,7 @@ from ansible.module_utils.six.moves.urllib.parse import urlparse
 
 from ansible_collections.kubeops.etcd.plugins.module_utils.errors import EtcdModuleError, node_name
 from ansible_collections.kubeops.etcd.plugins.module_utils.files import (
-    free_path, make_private_dir, remove_if_exists, same_content)
+    free_path, make_private_dir, path_inside, remove_if_exists, same_content)
 from ansible_collections.kubeops.etcd.plugins.module_utils.runner import Runner, find_tool
 
 POLL_INTERVAL = 0.1
@@ -266,12 +266,6 @@ CONNECT_TIMEOUT = 0.5
 CRICTL_CALL_TIMEOUT = 15
 LOG_TAIL_LINES = 20
 GROUPS = ('names', 'then')
-
-
-def _inside(path, directory):
-    path = os.path.realpath(path)
-    directory = os.path.realpath(directory)
-    return path == directory or path.startswith(directory.rstrip('/') + '/')
 
 
 def _check_names(params):
@@ -296,7 +290,7 @@ def _check_names(params):
 def _check_dirs(params):
     manifests_dir = params['manifests_dir']
     holding_dir = params['holding_dir']
-    if _inside(holding_dir, manifests_dir):
+    if path_inside(holding_dir, manifests_dir):
         raise EtcdModuleError(
             'holding_dir %s is inside manifests_dir %s: the kubelet would keep running what is held there. '
             'Choose a directory outside it (default /etc/kubernetes/kubeops-etcd/held-manifests).'
@@ -308,7 +302,7 @@ def _check_dirs(params):
         raise EtcdModuleError('sources only applies to state=started (a pod starts from the prepared manifest); '
                               'leave it out to stop pods. Nothing was moved.')
     replaced_dir = params['replaced_dir']
-    if _inside(replaced_dir, manifests_dir):
+    if path_inside(replaced_dir, manifests_dir):
         raise EtcdModuleError(
             'replaced_dir %s is inside manifests_dir %s: the kubelet would run the replaced manifests. Choose a '
             'directory outside it, e.g. /etc/kubernetes/kubeops-etcd/replaced-manifests.' % (replaced_dir, manifests_dir),
@@ -335,7 +329,7 @@ def _source_problem(name, source, manifests_dir, held):
         return 'the source %s of %s is not a regular file.' % (source, name)
     if info.st_size == 0:
         return 'the source %s of %s is empty.' % (source, name)
-    if _inside(source, manifests_dir):
+    if path_inside(source, manifests_dir):
         return ('the source %s of %s lies in %s, where the kubelet runs it already; prepare it outside that directory.'
                 % (source, name, manifests_dir))
     if os.path.lexists(held) and os.path.samefile(source, held):

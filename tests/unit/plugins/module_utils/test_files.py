@@ -192,3 +192,35 @@ def test_verify_snapshot_file_accepts_raw_db_copy(tmp_path, monkeypatch):
     path = tmp_path / 'db'
     path.write_bytes(open(fakes.SNAPSHOT, 'rb').read()[:-32])
     assert files.verify_snapshot_file(Runner(FakeModule()), tools, str(path))['has_trailing_hash'] is False
+
+
+def test_path_inside_resolves_links_and_needs_a_whole_component(tmp_path):
+    (tmp_path / 'manifests').mkdir()
+    os.symlink(str(tmp_path / 'manifests'), str(tmp_path / 'link'))
+    assert files.path_inside(str(tmp_path / 'manifests'), str(tmp_path / 'manifests'))
+    assert files.path_inside(str(tmp_path / 'link' / 'held'), str(tmp_path / 'manifests'))
+    assert not files.path_inside(str(tmp_path / 'manifests-held'), str(tmp_path / 'manifests'))
+
+
+def test_replace_with_backup_keeps_mode_owner_and_a_stamped_copy_and_refuses_a_file_changed_meanwhile(tmp_path):
+    target = tmp_path / 'etcd.env'
+    target.write_bytes(b'ETCD_DATA_DIR=/var/lib/etcd\n')
+    os.chmod(str(target), 0o640)
+    now = datetime.datetime(2026, 12, 3, 14, 0, tzinfo=datetime.timezone.utc)
+    (tmp_path / 'backups').mkdir(mode=0o700)
+    (tmp_path / 'backups' / 'etc_etcd.env.20261203T140000Z').write_bytes(b'older')
+    assert files.stamped_path(str(tmp_path / 'backups'), 'etc_etcd.env', now).endswith('etc_etcd.env.20261203T140000Z.1')
+
+    backup = files.replace_with_backup(FakeModule(), str(target), b'ETCD_DATA_DIR=/var/lib/etcd\n',
+                                       b'ETCD_DATA_DIR=/var/lib/etcd-new\n', backup_dir=str(tmp_path / 'backups'),
+                                       backup_name='etc_etcd.env')
+    assert target.read_bytes() == b'ETCD_DATA_DIR=/var/lib/etcd-new\n'
+    assert stat.S_IMODE(os.stat(str(target)).st_mode) == 0o640
+    assert open(backup, 'rb').read() == b'ETCD_DATA_DIR=/var/lib/etcd\n'
+    assert stat.S_IMODE(os.stat(backup).st_mode) == 0o600
+    assert (tmp_path / 'backups' / 'etc_etcd.env.20261203T140000Z').read_bytes() == b'older'
+
+    with pytest.raises(EtcdModuleError, match='changed while this task was editing it; nothing was written'):
+        files.replace_with_backup(FakeModule(), str(target), b'what the task read', b'new')
+    assert target.read_bytes() == b'ETCD_DATA_DIR=/var/lib/etcd-new\n'
+    assert files.replace_with_backup(FakeModule(), str(target), target.read_bytes(), b'x') is None
