@@ -211,3 +211,55 @@ def lone_member_statuses(runner, etcdctl, conn, endpoints=None):
             'is_leader': False,
         })
     return found
+
+
+# External etcd (etcd on hosts of its own): the control planes have no etcd.yaml, and kube-apiserver.yaml's
+# etcd flags reach the cluster whatever runs it there (static pods under a standalone kubelet, systemd units).
+DEFAULT_APISERVER_MANIFEST = '/etc/kubernetes/manifests/kube-apiserver.yaml'
+APISERVER_ETCD_FLAGS = (('cacert', '--etcd-cafile'), ('cert', '--etcd-certfile'), ('key', '--etcd-keyfile'))
+
+
+def load_apiserver_manifest(path):
+    """KubeApiServerManifest of path; a missing file is an error that says where external etcd backups run."""
+    from ansible_collections.kubeops.etcd.plugins.module_utils.manifest import KubeApiServerManifest
+    if not os.path.lexists(path):
+        raise EtcdModuleError(
+            'No %s on %s: with external etcd the control planes reach etcd through the API server\'s '
+            '--etcd-servers and --etcd-cafile/--etcd-certfile/--etcd-keyfile. Run this on a control plane, or set '
+            'the path of its kube-apiserver manifest.' % (path, node_name()), path=path)
+    return KubeApiServerManifest.load(path)
+
+
+def resolve_apiserver_connection(apiserver_manifest, endpoints=None):
+    """EtcdConnection from kube-apiserver.yaml's etcd flags: its --etcd-servers (unless endpoints are given) and the
+    API server's etcd client certificate. ``source`` is the manifest's path (or 'endpoints')."""
+    flags = apiserver_manifest.flags
+    path = apiserver_manifest.path
+    given = [endpoint.strip() for endpoint in endpoints or [] if endpoint.strip()]
+    servers = given or list(apiserver_manifest.etcd_servers)
+    if not servers:
+        raise EtcdModuleError(
+            '%s on %s has no --etcd-servers, so the external etcd cluster cannot be found; set endpoints to the etcd '
+            'client URLs.' % (path, node_name()), file=path)
+    files = {}
+    for option, flag in APISERVER_ETCD_FLAGS:
+        files[option] = flags.get(flag) or None
+        if files[option] is None and any(server.startswith('https://') for server in servers):
+            raise EtcdModuleError(
+                '%s on %s has no %s although --etcd-servers use https: the API server could not reach etcd either. '
+                'Fix the manifest.' % (path, node_name(), flag), file=path)
+        if files[option] and not os.path.isfile(files[option]):
+            raise EtcdModuleError(
+                '%s %s (%s of %s) does not exist on %s: restore the PKI of this control plane, or run on another one.'
+                % (flag, files[option], option, path, node_name()), file=files[option])
+        if files[option] and not os.access(files[option], os.R_OK):
+            raise EtcdModuleError('%s %s on %s is not readable by this user; run the task with become: true.'
+                                  % (flag, files[option], node_name()), file=files[option])
+    return EtcdConnection(servers, files['cacert'], files['cert'], files['key'], 'endpoints' if given else path)
+
+
+def endpoint_versions(runner, etcdctl, conn):
+    """(the etcd version each answering member reports, {endpoint: error} of those that did not answer)."""
+    result = runner.run([etcdctl] + conn.args() + ['endpoint', 'status', '-w', 'json'], check_rc=False)
+    versions = [status['version'] for status in parse_endpoint_status(result.stdout) if status.get('version')]
+    return versions, parse_endpoint_status_failures(result.stderr)

@@ -24,6 +24,11 @@ description:
     needs from the API server (advertise address, secure port, encryption provider configuration, etcd client
     settings). A node without that file (an external etcd host) reports RV(apiserver.present=false).
   - Reports the filesystem and free space of each path in O(free_space_paths).
+  - Decides from the inventory whether etcd is stacked or external (RV(topology)). A non-empty O(etcd_group_hosts)
+    means etcd runs on hosts of its own. Then this control plane has no etcd manifest, so RV(member), RV(data_dir_stat),
+    RV(free_bytes) and RV(data_dir_free_space) are V(null), the API server manifest must exist (its
+    C(--etcd-servers) and C(--etcd-cafile/--etcd-certfile/--etcd-keyfile) reach the cluster) and O(live=true) queries
+    the cluster through them unless O(endpoints) is set.
   - With O(live=true) also reports the cluster as M(kubeops.etcd.etcd_cluster_health) does (without failing when it
     is unhealthy).
   - Warns when the manifest's etcd image has a known data-corruption bug (3.5.0 to 3.5.2) or is below the versions
@@ -43,6 +48,18 @@ options:
       - A missing file is not an error (RV(apiserver.present=false)); a file that cannot be read or holds no
         kube-apiserver container is.
     type: path
+  etcd_group:
+    description:
+      - Name of the inventory group of external etcd hosts (kubespray calls it C(etcd)), for RV(topology).
+    type: str
+    default: etcd
+  etcd_group_hosts:
+    description:
+      - The hosts of that group in the inventory (C(groups[etcd_group]) in a play). Empty (the default), etcd is
+        stacked on the control planes; non-empty, it is external.
+    type: list
+    elements: str
+    default: []
   free_space_paths:
     description:
       - Paths (absolute; they need not exist yet) whose filesystem and free space to report in RV(free_space), for
@@ -58,7 +75,7 @@ extends_documentation_fragment:
   - kubeops.etcd.attributes.actiongroup_etcd
 notes:
   - The connection options are only used with O(live=true); O(manifest_path) and O(apiserver_manifest_path) are
-    always read.
+    always read (O(manifest_path) only when etcd is stacked).
   - Computing RV(data_dir_stat.size_bytes) walks the data directory.
 seealso:
   - module: kubeops.etcd.etcd_cluster_health
@@ -99,8 +116,30 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+topology:
+  description: Stacked or external etcd, as the inventory says (O(etcd_group), O(etcd_group_hosts)).
+  returned: always
+  type: dict
+  contains:
+    name:
+      description: V(stacked) or V(external).
+      type: str
+      sample: external
+    etcd_group:
+      description: O(etcd_group).
+      type: str
+      sample: etcd
+    etcd_hosts:
+      description: The inventory's etcd hosts (empty when stacked).
+      type: list
+      elements: str
+      sample: [etcd1, etcd2, etcd3]
+    plan_line:
+      description: One sentence saying which topology and why.
+      type: str
+      sample: "external etcd: the inventory group 'etcd' lists etcd1, etcd2, etcd3; ..."
 member:
-  description: The member as the manifest defines it.
+  description: The member as the manifest defines it; V(null) when etcd is external.
   returned: always
   type: dict
   contains:
@@ -180,7 +219,7 @@ member:
       type: str
       sample: /etc/kubernetes/manifests/etcd.yaml
 data_dir_stat:
-  description: The data directory on the host.
+  description: The data directory on the host; V(null) when etcd is external.
   returned: always
   type: dict
   contains:
@@ -213,7 +252,9 @@ data_dir_stat:
       type: int
       sample: 125829120
 free_bytes:
-  description: Bytes available to unprivileged users on the filesystem that holds the parent of the data directory.
+  description:
+    - Bytes available to unprivileged users on the filesystem that holds the parent of the data directory.
+    - V(null) when etcd is external.
   returned: always
   type: int
   sample: 21474836480
@@ -245,7 +286,7 @@ free_space:
 data_dir_free_space:
   description:
     - Filesystem and free space of the parent of the data dir's host path, where a sibling of the data dir (the new
-      data dir of a restore) goes. The same keys as an entry of RV(free_space).
+      data dir of a restore) goes. The same keys as an entry of RV(free_space). V(null) when etcd is external.
   returned: always
   type: dict
   sample: {"path": "/var/lib", "checked_path": "/var/lib", "device": 2049, "free_bytes": 21474836480}
@@ -347,8 +388,10 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.kubeops.etcd.plugins.module_utils.connection import (
     connection_argument_spec,
+    load_apiserver_manifest,
     load_manifest,
     query_cluster,
+    resolve_apiserver_connection,
     resolve_connection,
     unreachable_cluster,
 )
@@ -356,6 +399,7 @@ from ansible_collections.kubeops.etcd.plugins.module_utils.errors import EtcdMod
 from ansible_collections.kubeops.etcd.plugins.module_utils.manifest import describe_kube_apiserver
 from ansible_collections.kubeops.etcd.plugins.module_utils.parsers import version_warnings
 from ansible_collections.kubeops.etcd.plugins.module_utils.runner import EtcdTools, Runner
+from ansible_collections.kubeops.etcd.plugins.module_utils.topology import EXTERNAL, decide_topology
 
 
 def describe_member(manifest):
@@ -466,8 +510,37 @@ def apiserver_manifest_path(params):
     return params['apiserver_manifest_path'] or beside_etcd
 
 
+def run_external(module, topology):
+    """A control plane of an external etcd cluster: no member here, the API server's etcd flags reach it."""
+    params = module.params
+    apiserver = load_apiserver_manifest(apiserver_manifest_path(params))
+    runner = Runner(module)
+    tools = EtcdTools.detect(module, runner, params['etcdctl_path'], params['etcdutl_path'])
+    result = {
+        'topology': topology,
+        'member': None,
+        'data_dir_stat': None,
+        'free_bytes': None,
+        'free_space': [free_space(path) for path in params['free_space_paths']],
+        'data_dir_free_space': None,
+        'apiserver': apiserver.describe(),
+        'tools': tools.as_dict(),
+    }
+    if params['live']:
+        etcdctl = tools.require_etcdctl('query the live cluster')
+        conn = resolve_apiserver_connection(apiserver, params['endpoints'])
+        try:
+            result['cluster'], _raw = query_cluster(runner, etcdctl, conn)
+        except EtcdModuleError as exc:
+            result['cluster'] = unreachable_cluster(exc.msg)
+    return result
+
+
 def run_module(module):
     params = module.params
+    topology = decide_topology(params['etcd_group'], params['etcd_group_hosts'])
+    if topology['name'] == EXTERNAL:
+        return run_external(module, topology)
     manifest = load_manifest(module)
     member = describe_member(manifest)
     for warning in version_warnings(member['image_version']):
@@ -475,6 +548,7 @@ def run_module(module):
     runner = Runner(module)
     tools = EtcdTools.detect(module, runner, params['etcdctl_path'], params['etcdutl_path'])
     result = {
+        'topology': topology,
         'member': member,
         'data_dir_stat': stat_data_dir(member['data_dir_host_path']),
         'free_bytes': free_bytes_near(member['data_dir_host_path']),
@@ -499,6 +573,8 @@ def main():
     argument_spec.update(
         live=dict(type='bool', default=False),
         apiserver_manifest_path=dict(type='path'),
+        etcd_group=dict(type='str', default='etcd'),
+        etcd_group_hosts=dict(type='list', elements='str', default=[]),
         free_space_paths=dict(type='list', elements='path', default=[]),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)

@@ -75,6 +75,17 @@ options:
         unless O(force=true).
     type: bool
     default: true
+  topology:
+    description:
+      - Where the cluster runs, recorded in the metadata as C(topology) when set. V(stacked), on the control planes
+        (kubeadm's default); V(external), on hosts of its own.
+      - With V(external) the metadata also records RV(etcd_servers), and O(endpoints) must be set (the control
+        planes' C(kube-apiserver.yaml) C(--etcd-servers); there is no etcd manifest to read them from), as must
+        O(cacert), O(cert) and O(key) unless the kubeadm defaults fit (the API server's C(--etcd-cafile),
+        C(--etcd-certfile) and C(--etcd-keyfile) reach it).
+      - Unset, nothing is recorded.
+    type: str
+    choices: [stacked, external]
 extends_documentation_fragment:
   - kubeops.etcd.connection
   - kubeops.etcd.tools
@@ -152,6 +163,17 @@ metadata_path:
   returned: always
   type: str
   sample: /var/backups/etcd/etcd-snapshot.db.meta.json
+topology:
+  description: O(topology), as recorded in the metadata.
+  returned: when O(topology) is set
+  type: str
+  sample: external
+etcd_servers:
+  description: The endpoints the snapshot was taken through (O(endpoints)), as recorded in the metadata.
+  returned: when O(topology=external)
+  type: list
+  elements: str
+  sample: ["https://10.0.0.21:2379", "https://10.0.0.22:2379", "https://10.0.0.23:2379"]
 format:
   description: Version of the metadata layout.
   returned: success and not check mode
@@ -550,6 +572,10 @@ def run_module(module, result):
                 'snapshot; remove it once no backup is running, then retry.' % (leftover, node_name(), dest),
                 dest=dest)
 
+    if params['topology'] == 'external' and needs_manifest(module):
+        raise EtcdModuleError(
+            'topology is external but no endpoints are set on %s: set endpoints to the etcd client URLs (the '
+            'control planes\' kube-apiserver.yaml --etcd-servers).' % node_name())
     runner = Runner(module)
     tools = EtcdTools.detect(module, runner, params['etcdctl_path'], params['etcdutl_path'], probe_restore_help=False)
     etcdctl = tools.require_etcdctl('take a snapshot')
@@ -581,6 +607,12 @@ def run_module(module, result):
         cluster_id=cluster['cluster_id'], members=cluster['members'], cluster_healthy=cluster['healthy'],
         problems=cluster['problems'], node=node_name(), revision=cluster['revision'],
         moved_aside=['%s.%s' % (path, suffix) for path in to_move_aside])
+    where = {}
+    if params['topology']:
+        where['topology'] = params['topology']
+    if params['topology'] == 'external':
+        where['etcd_servers'] = list(conn.endpoints)
+    result.update(where)
     if module.check_mode:
         return True
 
@@ -620,6 +652,7 @@ def run_module(module, result):
             'cluster_healthy': cluster['healthy'],
             'secrets': secrets,
         }
+        metadata.update(where)
         # The old files move only now that the new snapshot is known to be good.
         result['moved_aside'] = [move_aside(path, suffix) for path in to_move_aside]
         if params['write_metadata']:
@@ -644,6 +677,7 @@ def main():
         member_name=dict(type='str'),
         force=dict(type='bool', default=False),
         write_metadata=dict(type='bool', default=True),
+        topology=dict(type='str', choices=['stacked', 'external']),
     )
     module = AnsibleModule(
         argument_spec=argument_spec,

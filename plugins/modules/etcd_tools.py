@@ -19,6 +19,10 @@ description:
     (O(mirror_url)), installed into a directory the collection owns.
   - The cluster's version is the tag of the etcd image in the static pod manifest (O(manifest_path)), unless
     O(etcd_version) is set.
+  - With O(topology=external) (etcd on hosts of its own, no etcd manifest on this control plane) the version is the
+    lowest one the members report to C(etcdctl endpoint status), asked with any C(etcdctl) on the host at the
+    API server's C(--etcd-servers) with its C(--etcd-cafile), C(--etcd-certfile) and C(--etcd-keyfile) (read from
+    O(apiserver_manifest_path)), unless O(etcd_version) is set. The etcd container is then not a source.
   - The container's tools are checked by running C(crictl exec <id> etcdctl version) and C(etcdutl version), not
     assumed from the image. Images C(registry.k8s.io/etcd) up to C(3.5.21-0) and C(3.6.0-0) to C(3.6.4-0) are built
     by Kubernetes and hold C(etcdctl) only (and a shell); C(3.5.24-0) and later, C(3.6.5-0) and later are etcd's
@@ -36,8 +40,22 @@ options:
   manifest_path:
     description:
       - kubeadm static pod manifest of etcd on the node; its etcd image tag gives the cluster's etcd version.
+      - Not read with O(topology=external).
     type: path
     default: /etc/kubernetes/manifests/etcd.yaml
+  topology:
+    description:
+      - V(stacked), etcd runs on this control plane as the static pod O(manifest_path) (kubeadm's default).
+      - V(external), etcd runs on hosts of its own; this control plane reaches it through O(apiserver_manifest_path).
+    type: str
+    choices: [stacked, external]
+    default: stacked
+  apiserver_manifest_path:
+    description:
+      - kube-apiserver static pod manifest whose C(--etcd-servers) and C(--etcd-cafile/--etcd-certfile/--etcd-keyfile)
+        reach the cluster to ask its version, with O(topology=external).
+    type: path
+    default: /etc/kubernetes/manifests/kube-apiserver.yaml
   etcd_version:
     description:
       - The cluster's etcd version (C(3.5.30)) when the image has no usable tag (a digest only). Overrides the tag.
@@ -192,10 +210,15 @@ etcd_version:
   type: str
   sample: 3.5.16
 image:
-  description: The etcd image of the manifest.
+  description: The etcd image of the manifest, V(null) with O(topology=external).
   returned: always
   type: str
   sample: registry.k8s.io/etcd:3.5.16-0
+version_source:
+  description: Where RV(etcd_version) comes from (the manifest, the O(etcd_version) option or the members' status).
+  returned: always
+  type: str
+  sample: the etcd image tag in /etc/kubernetes/manifests/etcd.yaml
 image_kind:
   description: C(official), C(kubernetes-built) or C(unknown), from the image tag.
   returned: always
@@ -263,12 +286,18 @@ from ansible.module_utils.common.text.converters import to_native
 from ansible.module_utils.six.moves.urllib.parse import unquote, urlparse
 from ansible.module_utils.urls import open_url
 
+from ansible_collections.kubeops.etcd.plugins.module_utils.connection import (
+    endpoint_versions,
+    load_apiserver_manifest,
+    resolve_apiserver_connection,
+)
 from ansible_collections.kubeops.etcd.plugins.module_utils.containers import running_etcd_container
 from ansible_collections.kubeops.etcd.plugins.module_utils.errors import EtcdModuleError, node_name
 from ansible_collections.kubeops.etcd.plugins.module_utils.files import move_aside, sha256_file, timestamp
 from ansible_collections.kubeops.etcd.plugins.module_utils.parsers import parse_version_output
 from ansible_collections.kubeops.etcd.plugins.module_utils.runner import Runner, find_tool
 from ansible_collections.kubeops.etcd.plugins.module_utils import tools as resolver
+from ansible_collections.kubeops.etcd.plugins.module_utils.topology import EXTERNAL, TOPOLOGIES, STACKED, lowest_version
 
 MARKER = '.kubeops-install.json'
 CHUNK = 1024 * 1024
@@ -477,18 +506,54 @@ def install_release(module, runner, version, arch, url, expected, directory):
     return moved
 
 
-def run_module(module):
+def external_version(module, runner):
+    """(version, where it comes from) of an external cluster: the lowest version its members report."""
     params = module.params
-    runner = Runner(module)
+    path = params['apiserver_manifest_path']
+    conn = resolve_apiserver_connection(load_apiserver_manifest(path))
+    etcdctl = find_tool(module, 'etcdctl', params['etcdctl_path'])
+    if not etcdctl:
+        raise EtcdModuleError(
+            'No etcdctl on %s to ask the external etcd cluster (%s) its version. Install etcdctl (any 3.x) on this '
+            'control plane, or set etcd_version to the version the etcd hosts run.'
+            % (node_name(), ', '.join(conn.endpoints)), path=path)
+    versions, unreachable = endpoint_versions(runner, etcdctl, conn)
+    version = lowest_version(versions)
+    if not version:
+        raise EtcdModuleError(
+            'No member of the external etcd cluster answered etcdctl endpoint status from %s at %s (%s): check that etcd '
+            'runs on the etcd hosts and that %s\'s --etcd-cafile/--etcd-certfile/--etcd-keyfile belong to it, or set '
+            'etcd_version.' % (node_name(), ', '.join(conn.endpoints),
+                               '; '.join('%s: %s' % item for item in sorted(unreachable.items())) or 'no answer', path),
+            path=path)
+    return version, 'the lowest version the members at %s report' % ', '.join(conn.endpoints)
+
+
+def cluster_version(module, runner):
+    """(version, image, where the version comes from): the option, else the manifest's image or the members."""
+    params = module.params
+    if params['topology'] == EXTERNAL:
+        if params['etcd_version']:
+            return params['etcd_version'], None, 'the etcd_version option'
+        version, source = external_version(module, runner)
+        return version, None, source
     from ansible_collections.kubeops.etcd.plugins.module_utils.manifest import EtcdManifest
     manifest = EtcdManifest.load(params['manifest_path'])
     image = manifest.image
-    info = resolver.image_info(image)
-    version = params['etcd_version'] or info['version']
+    version = params['etcd_version'] or resolver.image_info(image)['version']
     if not resolver.minor(version):
         raise EtcdModuleError(
             'Cannot tell the etcd version on %s: the image %r in %s has no version tag. Set etcd_version.'
             % (node_name(), image, params['manifest_path']), path=params['manifest_path'])
+    source = 'the etcd_version option' if params['etcd_version'] else 'the etcd image tag in %s' % manifest.path
+    return version, image, source
+
+
+def run_module(module):
+    params = module.params
+    runner = Runner(module)
+    version, image, version_source = cluster_version(module, runner)
+    info = resolver.image_info(image)
     needed = resolver.needed_for(params['purpose'], version) if params['purpose'] \
         else resolver.needed_tools(version, params['tools'] or ['etcdctl', 'etcdutl'])
 
@@ -500,9 +565,11 @@ def run_module(module):
             raise EtcdModuleError(
                 '%s_path %s on %s is %s %s, but the cluster runs etcd %s (%s): point it at %s of etcd %s, or unset it '
                 'to use the etcd container\'s tools or the mirror.'
-                % (name, given, node_name(), name, host[name]['version'], version, params['manifest_path'], name,
+                % (name, given, node_name(), name, host[name]['version'], version,
+                   params['manifest_path'] if params['topology'] == STACKED else version_source, name,
                    resolver.minor_text(version) + '.x'), path=given)
-    crictl, container = etcd_container(module, runner)
+    # With external etcd no member runs here: a container on this node is not the cluster's.
+    crictl, container = etcd_container(module, runner) if params['topology'] == STACKED else (None, None)
     found_in_container = {'etcdctl': None, 'etcdutl': None}
     container_facts = None
     if container:
@@ -555,7 +622,7 @@ def run_module(module):
     result = {
         'changed': changed, 'source': plan['source'], 'plan_line': plan['plan_line'], 'passed_over': plan['passed_over'],
         'etcdctl': plan['tools'].get('etcdctl'), 'etcdutl': plan['tools'].get('etcdutl'),
-        'etcd_version': version, 'image': image, 'image_kind': info['kind'],
+        'etcd_version': version, 'version_source': version_source, 'image': image, 'image_kind': info['kind'],
         'container_id': container['id'] if container else None,
         'container_exec': [crictl, 'exec', container['id']] if container else None,
         'host_tools': host, 'container_tools': found_in_container,
@@ -570,6 +637,8 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             manifest_path=dict(type='path', default='/etc/kubernetes/manifests/etcd.yaml'),
+            topology=dict(type='str', choices=list(TOPOLOGIES), default=STACKED),
+            apiserver_manifest_path=dict(type='path', default='/etc/kubernetes/manifests/kube-apiserver.yaml'),
             etcd_version=dict(type='str'),
             tools=dict(type='list', elements='str', choices=['etcdctl', 'etcdutl']),
             purpose=dict(type='str', choices=['backup', 'restore']),

@@ -6,6 +6,7 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import json
 import os
 
 import pytest
@@ -14,7 +15,7 @@ from ansible_collections.kubeops.etcd.plugins.module_utils import connection
 from ansible_collections.kubeops.etcd.plugins.module_utils.errors import EtcdModuleError
 from ansible_collections.kubeops.etcd.plugins.module_utils.runner import Runner
 
-from unit_helpers import ETCD_MANIFEST, FakeModule, fakes
+from unit_helpers import ETCD_MANIFEST, FIXTURES, FakeModule, fakes
 
 
 class FakeManifest(object):
@@ -145,3 +146,82 @@ def test_unreachable_cluster_shape_matches_assess_cluster(tmp_path, monkeypatch,
     _fake, cluster, _raw = _query(tmp_path, monkeypatch, tls, '3.5.30')
     assert set(connection.unreachable_cluster('x')) == set(cluster)
     assert connection.unreachable_cluster('why')['problems'] == ['why']
+
+
+# External etcd: kubeadm's kube-apiserver.yaml pointing at three etcd hosts, with its etcd client files.
+EXTERNAL_SERVERS = ['https://192.0.2.21:2379', 'https://192.0.2.22:2379', 'https://192.0.2.23:2379']
+
+
+def external_apiserver(tmp_path, tls, drop=None):
+    """kubeadm-kube-apiserver.yaml with --etcd-servers on the etcd hosts and --etcd-* files from tls."""
+    servers = EXTERNAL_SERVERS
+    with open(os.path.join(FIXTURES, 'manifests', 'kubeadm-kube-apiserver.yaml')) as handle:
+        text = handle.read()
+    text = text.replace('--etcd-servers=https://127.0.0.1:2379', '--etcd-servers=%s' % ','.join(servers))
+    text = text.replace('/etc/kubernetes/pki/etcd/ca.crt', tls['cacert'])
+    text = text.replace('/etc/kubernetes/pki/apiserver-etcd-client.crt', tls['cert'])
+    text = text.replace('/etc/kubernetes/pki/apiserver-etcd-client.key', tls['key'])
+    if drop:
+        text = '\n'.join(line for line in text.splitlines() if drop not in line) + '\n'
+    path = tmp_path / 'kube-apiserver.yaml'
+    path.write_text(text)
+    return connection.load_apiserver_manifest(str(path))
+
+
+def test_apiserver_connection_takes_etcd_servers_and_the_api_servers_client_certificate(tmp_path, tls):
+    conn = connection.resolve_apiserver_connection(external_apiserver(tmp_path, tls))
+    assert conn.endpoints == EXTERNAL_SERVERS
+    assert (conn.cacert, conn.cert, conn.key) == (tls['cacert'], tls['cert'], tls['key'])
+    assert conn.source == str(tmp_path / 'kube-apiserver.yaml')
+    assert conn.args() == ['--endpoints=%s' % ','.join(EXTERNAL_SERVERS), '--cacert=%s' % tls['cacert'],
+                           '--cert=%s' % tls['cert'], '--key=%s' % tls['key']]
+
+
+def test_apiserver_connection_given_endpoints_win_over_etcd_servers(tmp_path, tls):
+    conn = connection.resolve_apiserver_connection(external_apiserver(tmp_path, tls), [' https://e1:2379 ', ''])
+    assert conn.endpoints == ['https://e1:2379'] and conn.source == 'endpoints' and conn.cert == tls['cert']
+
+
+def test_apiserver_connection_names_a_missing_client_file_and_the_manifest(tmp_path, tls):
+    os.remove(tls['key'])
+    with pytest.raises(EtcdModuleError) as caught:
+        connection.resolve_apiserver_connection(external_apiserver(tmp_path, tls))
+    assert '--etcd-keyfile %s' % tls['key'] in caught.value.msg and 'does not exist' in caught.value.msg
+    assert str(tmp_path / 'kube-apiserver.yaml') in caught.value.msg
+
+
+def test_apiserver_connection_refuses_https_servers_without_a_client_certificate(tmp_path, tls):
+    with pytest.raises(EtcdModuleError) as caught:
+        connection.resolve_apiserver_connection(external_apiserver(tmp_path, tls, drop='--etcd-certfile'))
+    assert 'has no --etcd-certfile' in caught.value.msg
+
+
+def test_apiserver_connection_without_etcd_servers_says_to_set_endpoints(tmp_path, tls):
+    with pytest.raises(EtcdModuleError) as caught:
+        connection.resolve_apiserver_connection(external_apiserver(tmp_path, tls, drop='--etcd-servers'))
+    assert 'has no --etcd-servers' in caught.value.msg and 'set endpoints' in caught.value.msg
+
+
+def test_missing_apiserver_manifest_says_where_external_backups_run(tmp_path):
+    with pytest.raises(EtcdModuleError) as caught:
+        connection.load_apiserver_manifest(str(tmp_path / 'kube-apiserver.yaml'))
+    assert str(tmp_path / 'kube-apiserver.yaml') in caught.value.msg and 'Run this on a control plane' in caught.value.msg
+
+
+@pytest.mark.parametrize('version', fakes.ALL_SHAPES)
+def test_endpoint_versions_are_what_every_member_reports(tmp_path, monkeypatch, tls, version):
+    fake = fakes.FakeEtcd(tmp_path, monkeypatch, version)
+    conn = connection.resolve_apiserver_connection(external_apiserver(tmp_path, tls))
+    versions, unreachable = connection.endpoint_versions(Runner(FakeModule({})), fake.paths['etcdctl'], conn)
+    expected = [entry['Status']['version'] for entry in json.loads(fakes.read(version, 'endpoint_status.stdout'))]
+    assert versions == expected and unreachable == {}
+    assert fake.commands() == [['endpoint', 'status']]
+    assert fake.calls('etcdctl')[0]['argv'][0] == '--endpoints=%s' % ','.join(EXTERNAL_SERVERS)
+
+
+def test_endpoint_versions_lists_members_that_did_not_answer(tmp_path, monkeypatch, tls):
+    fake = fakes.FakeEtcd(tmp_path, monkeypatch, '3.5.30')
+    fake.scenario('all_down')
+    conn = connection.resolve_apiserver_connection(external_apiserver(tmp_path, tls))
+    versions, unreachable = connection.endpoint_versions(Runner(FakeModule({})), fake.paths['etcdctl'], conn)
+    assert versions == [] and unreachable

@@ -274,3 +274,64 @@ def test_relative_free_space_path_is_refused(node, monkeypatch):
     write_manifest(node)
     ok, result = run(dict(manifest_path=str(node['manifest']), free_space_paths=['var/lib'], **fake.path_args()))
     assert not ok and 'free_space_paths entry var/lib is not an absolute path' in result['msg']
+
+
+# External etcd: this control plane has no etcd.yaml, only kube-apiserver.yaml pointing at the etcd hosts.
+EXTERNAL_SERVERS = ['https://192.0.2.21:2379', 'https://192.0.2.22:2379', 'https://192.0.2.23:2379']
+
+
+def write_external_apiserver(node):
+    """kubeadm-kube-apiserver.yaml with --etcd-servers on three etcd hosts and --etcd-* files from the tls fixture."""
+    with open(os.path.join(APISERVER_FIXTURES, 'kubeadm-kube-apiserver.yaml')) as handle:
+        text = handle.read()
+    text = text.replace('--etcd-servers=https://127.0.0.1:2379', '--etcd-servers=%s' % ','.join(EXTERNAL_SERVERS))
+    text = text.replace('/etc/kubernetes/pki/etcd/ca.crt', node['tls']['cacert'])
+    text = text.replace('/etc/kubernetes/pki/apiserver-etcd-client.crt', node['tls']['cert'])
+    text = text.replace('/etc/kubernetes/pki/apiserver-etcd-client.key', node['tls']['key'])
+    (node['tmp'] / 'kube-apiserver.yaml').write_text(text)
+
+
+def external_args(node, fake, **more):
+    return dict(manifest_path=str(node['manifest']), etcd_group='etcd', etcd_group_hosts=['etcd1', 'etcd2', 'etcd3'],
+                **dict(fake.path_args(), **more))
+
+
+def test_stacked_by_default_reports_its_topology(node, monkeypatch):
+    fake = fakes.FakeEtcd(node['tmp'], monkeypatch, '3.5.30')
+    write_manifest(node)
+    ok, result = run(dict(manifest_path=str(node['manifest']), **fake.path_args()))
+    assert ok and result['topology']['name'] == 'stacked' and result['member']['name'] == 'cp1'
+
+
+def test_external_etcd_needs_no_etcd_manifest_and_reads_the_api_server(node, monkeypatch):
+    fake = fakes.FakeEtcd(node['tmp'], monkeypatch, '3.5.30')
+    write_external_apiserver(node)
+    ok, result = run(external_args(node, fake, free_space_paths=[str(node['tmp'])]))
+    assert ok, result
+    assert result['topology']['name'] == 'external' and result['topology']['etcd_hosts'] == ['etcd1', 'etcd2', 'etcd3']
+    assert result['member'] is None and result['data_dir_stat'] is None and result['free_bytes'] is None
+    assert result['data_dir_free_space'] is None and result['free_space'][0]['path'] == str(node['tmp'])
+    apiserver = result['apiserver']
+    assert apiserver['present'] is True and apiserver['etcd_servers'] == EXTERNAL_SERVERS
+    assert (apiserver['etcd_cafile'], apiserver['etcd_certfile'], apiserver['etcd_keyfile']) == (
+        node['tls']['cacert'], node['tls']['cert'], node['tls']['key'])
+    assert result['tools']['etcdctl'] == fake.paths['etcdctl'] and 'cluster' not in result
+    # Without live the cluster is not asked: etcdctl/etcdutl only say their versions.
+    assert fake.commands() and all(command == ['version'] for command in fake.commands())
+
+
+def test_external_etcd_live_queries_the_cluster_through_the_api_servers_flags(node, monkeypatch):
+    fake = fakes.FakeEtcd(node['tmp'], monkeypatch, '3.5.30')
+    write_external_apiserver(node)
+    ok, result = run(external_args(node, fake, live=True))
+    assert ok and result['cluster']['healthy'] is True
+    member_list = [call for call in fake.calls('etcdctl') if 'member' in call['argv']][0]['argv']
+    assert member_list[:4] == ['--endpoints=%s' % ','.join(EXTERNAL_SERVERS), '--cacert=%s' % node['tls']['cacert'],
+                               '--cert=%s' % node['tls']['cert'], '--key=%s' % node['tls']['key']]
+
+
+def test_external_etcd_without_kube_apiserver_yaml_fails_saying_where_to_run(node, monkeypatch):
+    fake = fakes.FakeEtcd(node['tmp'], monkeypatch, '3.5.30')
+    ok, result = run(external_args(node, fake))
+    assert not ok
+    assert str(node['tmp'] / 'kube-apiserver.yaml') in result['msg'] and 'Run this on a control plane' in result['msg']

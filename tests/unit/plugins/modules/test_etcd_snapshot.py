@@ -409,3 +409,46 @@ def test_a_snapshot_that_cannot_be_scanned_is_kept_with_the_reason(node, monkeyp
     assert len(module_exits) == 1
     assert module_exits[0].startswith('Could not count the Secrets in the snapshot %s on ' % dest)
     assert module_exits[0].endswith('unsupported wire type 3. The snapshot itself is verified and kept.')
+
+
+# External etcd: the role passes the API servers' --etcd-servers as endpoints and topology=external.
+EXTERNAL_SERVERS = ['https://192.0.2.21:2379', 'https://192.0.2.22:2379', 'https://192.0.2.23:2379']
+
+
+def test_external_topology_and_etcd_servers_are_recorded_in_the_metadata(node, monkeypatch):
+    fake = fakes.FakeEtcd(node['tmp'], monkeypatch, '3.5.30')
+    ok, result = run(snapshot_args(node, fake, endpoints=EXTERNAL_SERVERS, topology='external'))
+    assert ok, result
+    with open(str(node['backups'] / 'etcd.db.meta.json')) as handle:
+        metadata = json.load(handle)
+    assert metadata['topology'] == 'external' and metadata['etcd_servers'] == EXTERNAL_SERVERS
+    assert result['topology'] == 'external' and result['etcd_servers'] == EXTERNAL_SERVERS
+    assert metadata['cluster_id'] == result['cluster_id'] and metadata['sha256'] == result['sha256']
+    member_list = [call['argv'] for call in fake.calls('etcdctl') if 'member' in call['argv']][0]
+    assert member_list[0] == '--endpoints=%s' % ','.join(EXTERNAL_SERVERS)
+
+
+def test_stacked_topology_is_recorded_without_etcd_servers(node, monkeypatch):
+    fake = fakes.FakeEtcd(node['tmp'], monkeypatch, '3.5.30')
+    ok, result = run(snapshot_args(node, fake, topology='stacked'))
+    assert ok, result
+    with open(str(node['backups'] / 'etcd.db.meta.json')) as handle:
+        metadata = json.load(handle)
+    assert metadata['topology'] == 'stacked' and 'etcd_servers' not in metadata and 'etcd_servers' not in result
+
+
+def test_without_topology_the_metadata_records_none(node, monkeypatch):
+    fake = fakes.FakeEtcd(node['tmp'], monkeypatch, '3.5.30')
+    ok, result = run(snapshot_args(node, fake))
+    assert ok, result
+    with open(str(node['backups'] / 'etcd.db.meta.json')) as handle:
+        metadata = json.load(handle)
+    assert 'topology' not in metadata and 'etcd_servers' not in metadata
+
+
+def test_external_topology_without_endpoints_is_refused_before_anything_runs(node, monkeypatch):
+    fake = fakes.FakeEtcd(node['tmp'], monkeypatch, '3.5.30')
+    ok, result = run(snapshot_args(node, fake, endpoints=None, topology='external'))
+    assert not ok
+    assert 'topology is external but no endpoints are set' in result['msg'] and '--etcd-servers' in result['msg']
+    assert fake.calls() == [] and listing(node['backups']) == []
