@@ -86,4 +86,3 @@ def killed_after_the_stop_then_resumed(lab, run_playbook, tmp_path, prefix, sig)
     run = interrupt_after_the_stop(lab, snapshot, tmp_path, sig)
     refuses_naming_both_ways_out(run_playbook, lab, snapshot, run, "control plane stopped, etcd.yaml held aside")
     resume_gives_exactly_the_snapshot(lab, run_playbook, snapshot, run, keys_at_backup)
-

@@ -195,8 +195,10 @@ def mount_tmpfs(lab, host, path, size):
     os.makedirs(lab.node_path(host, path), mode=0o700, exist_ok=True)
     lab.exec(host, ["mount", "-t", "tmpfs", "-o", "size=%s,mode=0700" % size, "tmpfs", path], check=True)
 
+
 def umount(lab, host, path):
     lab.exec(host, ["umount", path], check=True)
+
 
 def fill(lab, host, directory):
     """Fill the filesystem of directory (as the node sees it) to the last byte with a dot file (the kubelet and
@@ -205,6 +207,7 @@ def fill(lab, host, directory):
     proc = lab.exec(host, ["dd", "if=/dev/zero", "of=" + filler, "bs=4096"])
     assert "No space left on device" in proc.stderr, proc.stderr
     return filler
+
 
 def node_listing(lab, host, directory):
     """ls -A of a directory as the node sees it (a mount of the node's own is not visible from the host)."""

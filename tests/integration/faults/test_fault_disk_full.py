@@ -33,6 +33,7 @@ def test_disk_filling_up_while_the_members_are_prepared_is_refused_before_the_st
     try:
         before, keys_before, cluster_before = h.node_state(lab), h.keys(lab, with_values=True), h.cluster_id(lab)
         etcd_before = {host: running_etcd(lab, host) for host in h.hosts(lab)}
+
         def staged():
             return [n for n in h.listdir(lab, "cp2", h.STAGING_DIR) or [] if not n.startswith(".")]
         watcher = f.Watcher(staged, lambda: f.fill(lab, "cp2", h.RUNS_DIR))
@@ -61,4 +62,3 @@ def test_disk_filling_up_while_the_members_are_prepared_is_refused_before_the_st
         assert h.keys(lab, with_values=True) == keys_before
     finally:
         f.umount(lab, "cp2", h.RUNS_DIR)
-

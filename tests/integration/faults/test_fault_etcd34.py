@@ -15,4 +15,3 @@ pytestmark = pytest.mark.parametrize(
 def test_sigkill_after_the_stop_then_resume_gives_exactly_the_snapshot(lab, run_playbook, tmp_path):
     faultcases.killed_after_the_stop_then_resumed(lab, run_playbook, tmp_path, "/kubeops-faults-34-kill/",
                                                   signal.SIGKILL)
-
