@@ -19,6 +19,7 @@ __metaclass__ = type
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
+from ansible_collections.kubeops.etcd.plugins.module_utils.hostvars import collect
 from ansible_collections.kubeops.etcd.plugins.module_utils import member_plan as planner
 
 ARGUMENT_SPEC = dict(
@@ -35,20 +36,6 @@ ARGUMENT_SPEC = dict(
     failure=dict(type='dict', default={}),
     restored=dict(type='bool', default=False),
 )
-
-
-def collect(task_vars, hosts, name):
-    """{host: value of the variable ``name`` on that host} for every host where it is defined."""
-    found = {}
-    hostvars = task_vars.get('hostvars') or {}
-    for host in hosts:
-        try:
-            values = hostvars[host]
-        except KeyError:
-            continue
-        if name and name in values:
-            found[host] = values[name]
-    return found
 
 
 class ActionModule(ActionBase):

@@ -17,6 +17,7 @@ from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.text.converters import to_native
 from ansible.plugins.action import ActionBase
 
+from ansible_collections.kubeops.etcd.plugins.module_utils.hostvars import collect
 from ansible_collections.kubeops.etcd.plugins.module_utils import restore_journal
 from ansible_collections.kubeops.etcd.plugins.module_utils import restore_plan as planner
 from ansible_collections.kubeops.etcd.plugins.module_utils.errors import EtcdModuleError
@@ -52,22 +53,6 @@ ARGUMENT_SPEC = dict(
 # What each phase reads from every host's variables (host_vars maps these keys to variable names).
 HOST_VAR_KEYS = ('node', 'restore_result', 'failure', 'rollback_failure', 'state', 'moved_aside', 'journal',
                  'answered')
-
-
-def collect(task_vars, hosts, name):
-    """{host: value of the variable `name` on that host} for every host where it is defined."""
-    found = {}
-    if not name:
-        return found
-    hostvars = task_vars.get('hostvars') or {}
-    for host in hosts:
-        try:
-            values = hostvars[host]
-        except KeyError:
-            continue
-        if name in values:
-            found[host] = values[name]
-    return found
 
 
 def read_local_snapshot(path):
