@@ -26,7 +26,7 @@ COMPAT_SANITY_BASE := $(or $(TMPDIR),/tmp)/kubeops-etcd-sanity-ansible-$(COMPAT_
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export PATH := $(BIN):$(PATH)
 
-.PHONY: faults labs-and-molecule help system-packages install collection-link sanity sanity-bootstrap lint unit lab-test integration molecule test \
+.PHONY: labs-and-molecule help system-packages install collection-link sanity sanity-bootstrap lint unit lab-test integration molecule test \
 	demo bench docs clean compat compat-install compat-sanity-bootstrap compat-unit compat-sanity compat-round-trip
 
 help:
@@ -81,12 +81,8 @@ unit: install
 lab-test: install
 	$(PY) -m pytest -q tests/lab
 
-# The fault suite runs in the other lane (labs-and-molecule), two files at a time.
 integration: install
-	$(PY) -m pytest -q -n 4 --dist loadfile --durations=40 --ignore=tests/integration/faults tests/integration
-
-faults: install
-	$(PY) -m pytest -q -n 2 --dist loadfile --durations=20 tests/integration/faults
+	$(PY) -m pytest -q -n 4 --dist loadfile --durations=40 tests/integration
 
 molecule: install
 	cd $(REPO) && $(BIN)/molecule test
@@ -101,9 +97,9 @@ test: install compat-install
 	$(PAIR) integration labs-and-molecule
 
 # The lab suites that are not integration files run one after the other, beside the integration suites
-# (every lab on its own ip_base: lab tests 80-120 and 370-399, compat 92, molecule 32, faults 330-369).
+# (every lab on its own ip_base: lab tests 80-120 and 370-399, compat 92, molecule 32).
 labs-and-molecule:
-	$(MAKE) --no-print-directory lab-test compat-round-trip molecule faults
+	$(MAKE) --no-print-directory lab-test compat-round-trip molecule
 
 compat: compat-unit compat-sanity compat-round-trip
 
