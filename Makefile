@@ -82,7 +82,7 @@ lab-test: install
 	$(PY) -m pytest -q tests/lab
 
 integration: install
-	$(PY) -m pytest -q -n 4 --dist loadfile --durations=40 tests/integration
+	$(PY) -m pytest -q -n 3 --dist loadfile --durations=40 tests/integration
 
 molecule: install
 	cd $(REPO) && $(BIN)/molecule test
