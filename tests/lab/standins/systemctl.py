@@ -99,14 +99,7 @@ def show(c, unit, argv):
              ("ActiveState", "active" if pid else "inactive"), ("SubState", "running" if pid else "dead"),
              ("UnitFileState", "enabled" if known else ""), ("MainPID", str(pid or 0)),
              ("ExecMainPID", str(pid or 0)), ("FragmentPath", "/lib/systemd/system/kubelet.service" if known else "")]
-    want = []
-    for i, a in enumerate(argv):
-        if a in ("-p", "--property") and i + 1 < len(argv):
-            want += argv[i + 1].split(",")
-        elif a.startswith("--property="):
-            want += a.split("=", 1)[1].split(",")
-        elif a.startswith("-p") and len(a) > 2:
-            want += a[2:].split(",")
+    want = wanted(argv)
     value_only = "--value" in argv
     for k, v in props:
         if not want or k in want:
