@@ -578,6 +578,12 @@ class Lab:
                 if os.path.isfile(real) and not os.path.islink(real) and \
                         not any(b[1] == os.path.realpath(real) for b in binds):
                     binds.append([os.path.join(STANDINS, "systemctl"), os.path.realpath(real)])
+            for rc in ROOT_SHELL_RC:
+                # a node's root has its own shell start-up files, as on a real node: bash sources ~/.bashrc
+                # for every ssh command, and the ops box's (pyenv, cargo) would run in every Ansible task
+                if os.path.isfile(rc):
+                    _write(os.path.join(run, os.path.basename(rc)), NODE_ROOT_BASHRC)
+                    binds.append([os.path.join(run, os.path.basename(rc)), rc])
             if os.path.isdir("/run/systemd"):
                 # /run/systemd/system marks "booted with systemd": Ansible's service_mgr fact says
                 # systemd and service/systemd modules drive the systemctl stand-in
@@ -1165,6 +1171,9 @@ def _has_yaml(python):
     return subprocess.run([python, "-c", "import yaml"], stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL, check=False).returncode == 0
 
+
+ROOT_SHELL_RC = ("/root/.bashrc", "/root/.profile")
+NODE_ROOT_BASHRC = "# root's shell start-up file on a kubeops lab node (the ops box's is not run here)\n"
 
 SSHD_CONFIG = """# sshd of a kubeops lab node (runs inside the node's mount+UTS namespace)
 ListenAddress %(ip)s:%(port)d
