@@ -9,17 +9,18 @@ import time
 import pytest
 import yaml
 
-from pbrun import ETCD_VERSIONS
+from pbrun import ETCD_VERSIONS as ALL_VERSIONS, MODULE_ETCD_VERSIONS
 
 # etcdctl 3.4.23 and etcdutl 3.5.1 predate --bump-revision (3.4.27 / 3.5.10).
 BUMP_SUPPORTED = {"3.4.23": False, "3.5.1": False, "3.5.16": True, "3.5.30": True}
 
 
-def labs(ip_base, nodes=1, **options):
-    """One lab per etcd version, for ``parametrize("lab", ..., indirect=True)``; each takes 4 addresses from
-    ``ip_base`` on, so the labs of one file never share a subnet."""
+def labs(ip_base, nodes=1, versions=None, **options):
+    """One lab per etcd version the module tests run on, for ``parametrize("lab", ..., indirect=True)``;
+    each takes 4 addresses from ``ip_base`` on, so the labs of one file never share a subnet.
+    ``versions=ALL_VERSIONS`` for a module whose commands change between 3.5 patch releases."""
     return [pytest.param(dict({"nodes": nodes, "etcd_version": version, "ip_base": ip_base + 4 * index}, **options), id=version)
-            for index, version in enumerate(ETCD_VERSIONS)]
+            for index, version in enumerate(versions or MODULE_ETCD_VERSIONS)]
 
 
 def playbook(task_name, module, args, hosts="kube_control_plane"):

@@ -13,7 +13,7 @@ import tempfile
 
 import pytest
 
-from modhelpers import BUMP_SUPPORTED, four_runs, labs, run_task, tree_state, wait_healthy
+from modhelpers import ALL_VERSIONS, BUMP_SUPPORTED, four_runs, labs, run_task, tree_state, wait_healthy
 
 BUMP = 1000000000
 PREFIX = "/kubeops-it/"
@@ -46,7 +46,7 @@ def snapshot_then_change(lab, workdir):
     return snapshot
 
 
-@pytest.mark.parametrize("lab", labs(230), indirect=True)
+@pytest.mark.parametrize("lab", labs(230, versions=ALL_VERSIONS), indirect=True)
 def test_restore_round_trip_reads_back_exactly_the_snapshot(lab, run_playbook, workdir):
     node = lab.state["nodes"][0]
     version = node["etcd_version"]
