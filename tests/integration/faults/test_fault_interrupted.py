@@ -1,0 +1,68 @@
+"""Ctrl-C (SIGINT to the process group) and SIGKILL of ansible-playbook during restore.yml, at two moments observed
+on the nodes, on a 3-node etcd 3.5.30 lab. Each time a new run refuses and names both ways out; one run is finished
+with -e etcd_restore_resume=true (exactly the snapshot), the other undone with restore_abort.yml (exactly the old data,
+old cluster ID, every manifest byte for byte).
+
+The moments (test_pb_interrupted.py covers a SIGKILL while etcd waits to start on the restored data):
+- after the stop, before the swap: every manifest held on every node, no prepared etcd.yaml swapped in. The stop step
+  is held open from outside: the leader's etcd (stopped last) is frozen (SIGSTOP) as soon as its API server is held,
+  so the kubelet needs its 10 s grace period to kill it - the way a hung etcd stops.
+- after the start step began: every etcd runs on the restored data and the API servers' manifests are back, while the
+  lab's kubelet fails cp3's API server on the restored data (the play waits for it).
+"""
+
+import glob
+import signal
+
+import pytest
+
+import faultcases
+import faulthelpers as f
+from faulthelpers import h
+
+pytestmark = pytest.mark.parametrize(
+    "lab", [pytest.param({"nodes": 3, "etcd_version": "3.5.30", "ip_base": 330, "dir": "/tmp/kubeops-faults-330"},
+                         id="3-nodes-3.5.30")], indirect=True)
+
+PREFIX = "/kubeops-faults-interrupted/"
+
+
+def test_ctrl_c_after_the_stop_before_the_swap_then_resume_gives_exactly_the_snapshot(lab, run_playbook, tmp_path):
+    faultcases.killed_after_the_stop_then_resumed(lab, run_playbook, tmp_path, PREFIX, signal.SIGINT)
+
+
+def test_sigkill_after_the_start_step_began_then_abort_gives_exactly_the_old_data(lab, run_playbook, tmp_path):
+    snapshot = h.backup(run_playbook, lab, str(tmp_path / "backups"))["snapshot"]
+    lab.etcdctl("put", PREFIX + "before-the-killed-run", "must-stay")
+    cluster_before, keys_before = h.cluster_id(lab), h.keys(lab, with_values=True)
+    members_before = h.members(lab)
+    manifests_before = {host: h.manifests(lab, host) for host in h.hosts(lab)}
+    before = {host: f.runs(lab, host) for host in h.hosts(lab)}
+    lab.set_fault("cp3", "kube-apiserver", when_manifests_match=h.next_restore_pattern(lab, "cp3"),
+                  message="apiserver cannot start")
+    play = f.Background(lab, tmp_path, {"snapshot": snapshot}, name="killed")
+    try:
+        # etcd runs on the restored data everywhere and every API server manifest is back: the play waits for them.
+        play.wait_until(lambda: all(f.swapped(lab, before, host) and not f.held(lab, host) for host in h.hosts(lab)),
+                        300, "the API servers started on the restored data")
+        play.interrupt(signal.SIGKILL)
+    finally:
+        play.close()
+        lab.clear_faults("cp3")
+    run = f.new_runs(lab, before)["cp1"]
+    for host in h.hosts(lab):
+        assert f.journal(lab, host, run)["status"] == "running"
+        assert h.manifest_data_dir(lab, host) == f.journal(lab, host, run)["member"]["new_data_dir"]
+
+    faultcases.refuses_naming_both_ways_out(run_playbook, lab, snapshot, run, "running on the restored data dir")
+
+    aborted = run_playbook(lab, f.ABORT_PLAYBOOK)
+    assert aborted.rc == 0, aborted
+    assert "the operator asked to undo the unfinished restore run %s" % run in aborted.stdout
+    h.assert_back_on_old_cluster(lab, cluster_before, keys_before, manifests_before)
+    assert h.members(lab) == members_before
+    for host in h.hosts(lab):
+        member = f.journal(lab, host, run)["member"]
+        assert f.journal(lab, host, run)["status"] == "aborted"
+        assert glob.glob(lab.node_path(host, member["new_data_dir"]) + ".failed-*"), host
+        assert h.manifest_data_dir(lab, host) == member["old_data_dir"]
