@@ -116,6 +116,9 @@ def resolve_connection(module, manifest=None):
     return EtcdConnection(endpoints, params.get('cacert'), params.get('cert'), params.get('key'), source)
 
 
+SINGLE_MEMBER_FLAGS = ['--dial-timeout=2s', '--command-timeout=3s']
+
+
 def _member_endpoints(members, fallback):
     """Client URLs of every started member (in member-list order), else the fallback."""
     urls = []
@@ -135,6 +138,15 @@ def query_cluster(runner, etcdctl, conn, expected_members=None, min_revision=Non
     only a member list that cannot be read at all raises EtcdModuleError.
     """
     listing = runner.run([etcdctl] + conn.args() + ['member', 'list', '-w', 'json'], check_rc=False)
+    if listing.rc != 0 and len(conn.endpoints) > 1:
+        # One endpoint can hold the whole call (something else listens on a member's port and never answers TLS):
+        # ask the members one at a time, briefly; any member with a quorum has the list.
+        for endpoint in conn.endpoints:
+            single = runner.run([etcdctl] + conn.args([endpoint]) + SINGLE_MEMBER_FLAGS + ['member', 'list', '-w', 'json'],
+                                check_rc=False)
+            if single.rc == 0:
+                listing = single
+                break
     if listing.rc != 0:
         raise command_error(
             listing, what='Listing etcd members at %s' % ','.join(conn.endpoints),

@@ -45,6 +45,14 @@ options:
       - Members in this list that are down are returned in RV(cluster.tolerated_down).
     type: list
     elements: str
+  quorum_after:
+    description:
+      - Seconds into O(wait_timeout) after which the members of O(expected_members) that are still down are tolerated
+        as with O(tolerate_down), as long as the others are a quorum of the voting members.
+      - Use case - a rollback waits a while for every member of the previous cluster, then serves with the quorum
+        that came back and reports the others in RV(cluster.tolerated_down).
+      - Needs O(expected_members).
+    type: int
   fail_unhealthy:
     description:
       - Fail when the checks have not passed by the end of O(wait_timeout).
@@ -136,8 +144,8 @@ cluster:
       elements: str
       sample: ["member cp3 is unreachable (https://10.0.0.13:2379: context deadline exceeded)"]
     tolerated_down:
-      description: Members of O(tolerate_down) that are down.
-      returned: when O(tolerate_down) is set
+      description: Members of O(tolerate_down) (or, after O(quorum_after), of O(expected_members)) that are down.
+      returned: when O(tolerate_down) or O(quorum_after) is set
       type: list
       elements: str
       sample: [cp3]
@@ -191,14 +199,24 @@ def endpoints_ready(runner, etcdctl, conn):
     return bool(healths) and all(health['healthy'] for health in healths)
 
 
-def check_once(runner, etcdctl, conn, params):
+def check_once(runner, etcdctl, conn, params, tolerate_down):
     try:
         cluster, _raw = query_cluster(runner, etcdctl, conn, expected_members=params['expected_members'],
-                                      min_revision=params['min_revision'], tolerate_down=params['tolerate_down'])
+                                      min_revision=params['min_revision'], tolerate_down=tolerate_down)
     except EtcdModuleError as exc:
         # No member list at all (etcd down or starting): a state to wait out, not a module error.
         cluster = unreachable_cluster(exc.msg)
     return cluster
+
+
+def tolerated(params, waited):
+    """The members that may be down in a round started `waited` seconds into the wait: tolerate_down, and every
+    expected member once quorum_after (at most the whole wait) has passed."""
+    names = list(params['tolerate_down'] or [])
+    quorum_after = params['quorum_after']
+    if quorum_after is not None and waited >= min(quorum_after, max(params['wait_timeout'], 0)):
+        names += [name for name in params['expected_members'] if name not in names]
+    return names
 
 
 def find_etcdctl(module, runner):
@@ -229,13 +247,14 @@ def run_module(module):
                     raise
                 time.sleep(max(0.0, min(POLL_INTERVAL, deadline - time.time())))
                 continue
+        tolerate_down = tolerated(params, round_started - started)
         # The quick probe wants every endpoint healthy; with members allowed to be down, every round reads it all.
-        if round_started < deadline and not params['tolerate_down'] and not endpoints_ready(runner, etcdctl, conn):
+        if round_started < deadline and not tolerate_down and not endpoints_ready(runner, etcdctl, conn):
             if in_container:
                 etcdctl = None
             time.sleep(max(0.0, min(READY_POLL_INTERVAL - (time.time() - round_started), deadline - time.time())))
             continue
-        cluster = check_once(runner, etcdctl, conn, params)
+        cluster = check_once(runner, etcdctl, conn, params, tolerate_down)
         if not cluster['problems'] or time.time() >= deadline:
             break
         time.sleep(max(0.0, min(POLL_INTERVAL - (time.time() - round_started), deadline - time.time())))
@@ -256,9 +275,11 @@ def main():
         expected_members=dict(type='list', elements='str'),
         min_revision=dict(type='int'),
         tolerate_down=dict(type='list', elements='str'),
+        quorum_after=dict(type='int'),
         fail_unhealthy=dict(type='bool', default=True),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = AnsibleModule(argument_spec=argument_spec, required_by={'quorum_after': 'expected_members'},
+                           supports_check_mode=True)
     try:
         cluster, attempts, elapsed = run_module(module)
     except EtcdModuleError as exc:

@@ -278,3 +278,21 @@ def test_assess_tolerating_a_majority_down_is_no_quorum():
                                      tolerate_down=['m2', 'm3'])
     assert cluster['healthy'] is False
     assert cluster['problems'] == ['only 1 of 3 voting members are up (m2, m3 down): no quorum']
+
+
+def test_a_tolerated_member_answering_as_a_member_of_another_cluster_is_down_not_a_split():
+    member_list = {'cluster_id': 1, 'members': [
+        {'id': i, 'name': 'm%d' % i, 'peer_urls': ['https://10.0.0.%d:2380' % i],
+         'client_urls': ['https://10.0.0.%d:2379' % i], 'is_learner': False} for i in (1, 2, 3)]}
+
+    def status(i, member_id, cluster_id, leader):
+        return {'endpoint': 'https://10.0.0.%d:2379' % i, 'member_id': member_id, 'leader': leader,
+                'is_leader': leader == member_id, 'revision': 5, 'db_size': 1, 'version': '3.5.30', 'raft_term': 2,
+                'cluster_id': cluster_id, 'errors': []}
+    # m2's URL answers for member 0x77 of cluster 9 (a node still on restored data), without a leader.
+    statuses = [status(1, 1, 1, 1), status(2, 0x77, 9, 0), status(3, 3, 1, 1)]
+    tolerated = parsers.assess_cluster(member_list, statuses, [], tolerate_down=['m1', 'm2', 'm3'])
+    assert tolerated['problems'] == [] and tolerated['tolerated_down'] == ['m2']
+    # Not tolerated, the same answer is a problem: two clusters behind the endpoints.
+    strict = parsers.assess_cluster(member_list, statuses, [])
+    assert 'endpoints belong to different clusters: 1, 9' in strict['problems']

@@ -78,6 +78,31 @@ def test_waits_with_a_cheap_health_probe_and_reads_the_cluster_in_full_once_at_t
     assert len(probes) == result['attempts'] >= 3
 
 
+def test_after_quorum_after_a_member_still_down_is_tolerated_while_the_others_are_a_quorum(tmp_path, monkeypatch, tls):
+    fake = fakes.FakeEtcd(tmp_path, monkeypatch, '3.5.30')
+    fake.scenario('one_down')
+    ok, result = run(health_args(tls, fake, expected_members=['m1', 'm2', 'm3'], wait_timeout=30, quorum_after=1))
+    assert ok, result
+    assert result['cluster']['problems'] == [] and result['cluster']['tolerated_down'] == ['m3']
+    # Every member was waited for first: the cheap probe (which wants all of them) ran until quorum_after had passed.
+    assert result['attempts'] >= 2
+    assert [c for c in fake.commands() if c != ['version']][0][:2] == ['endpoint', 'health']
+
+
+def test_quorum_after_never_settles_for_less_than_a_quorum(tmp_path, monkeypatch, tls):
+    fake = fakes.FakeEtcd(tmp_path, monkeypatch, '3.4.23')
+    fake.scenario('all_down')
+    ok, result = run(health_args(tls, fake, expected_members=['m1', 'm2', 'm3'], wait_timeout=2, quorum_after=0))
+    assert not ok
+    assert result['cluster']['healthy'] is False
+
+
+def test_quorum_after_needs_the_expected_members(tmp_path, monkeypatch, tls):
+    fake = fakes.FakeEtcd(tmp_path, monkeypatch, '3.5.30')
+    ok, result = run(health_args(tls, fake, quorum_after=5))
+    assert not ok and 'quorum_after' in result['msg'] and 'expected_members' in result['msg']
+
+
 def test_wait_ends_at_first_success(tmp_path, monkeypatch, tls):
     fake = fakes.FakeEtcd(tmp_path, monkeypatch, '3.5.16')
     ok, result = run(health_args(tls, fake, wait_timeout=30))
