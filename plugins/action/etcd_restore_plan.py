@@ -52,7 +52,7 @@ ARGUMENT_SPEC = dict(
 
 # What each phase reads from every host's variables (host_vars maps these keys to variable names).
 HOST_VAR_KEYS = ('node', 'restore_result', 'failure', 'rollback_failure', 'state', 'moved_aside', 'journal',
-                 'answered')
+                 'answered', 'rollback_health')
 
 
 def read_local_snapshot(path):
@@ -276,18 +276,31 @@ class ActionModule(ActionBase):
         return {'lost': planner.lost_members(args['plan'], self._per_host(args, task_vars, 'answered'))}
 
     def _phase_rollback(self, args, task_vars):
+        """Word how a failed run ended. With outcome rolled_back the answer depends on what the nodes report: every
+        node back; a quorum of the old cluster serving while some nodes are not back (lost, their rollback failed,
+        or their member did not come back); or no quorum: ROLLBACK INCOMPLETE with each node's state."""
         plan = args['plan']
         hosts = [member['host'] for member in plan['members']]
-        failures = [f for f in (self._per_host(args, task_vars, 'failure').get(h) for h in hosts) if f]
+        failures = planner.attribute_failures(
+            plan, [f for f in (self._per_host(args, task_vars, 'failure').get(h) for h in hosts) if f])
         if args['outcome'] == 'discarded':
             return {'msg': planner.discarded_text(plan, failures)}
-        if args['outcome'] == 'rolled_back':
+        rollback_failures = [f for f in (self._per_host(args, task_vars, 'rollback_failure').get(h) for h in hosts) if f]
+        states = self._per_host(args, task_vars, 'state')
+        options = args['options'] or {}
+        cluster = args['rollback_cluster']
+        if args['host_vars'].get('rollback_health'):
+            # Registered by a run_once task on the hosts that ran it; a host in the rescue at that time has none.
+            healths = self._per_host(args, task_vars, 'rollback_health')
+            found = [healths[h]['cluster'] for h in hosts if (healths.get(h) or {}).get('cluster')]
+            cluster = found[0] if found else cluster
+        serves = bool(cluster) and not cluster.get('problems')
+        if args['outcome'] == 'rolled_back' and (serves or not rollback_failures):
             moved = self._per_host(args, task_vars, 'moved_aside')
             lost = planner.lost_members(plan, self._per_host(args, task_vars, 'answered')) \
                 if args['host_vars'].get('answered') else None
-            return {'msg': planner.rolled_back_text(plan, failures, args['rollback_cluster'],
-                                                    [moved[h] for h in hosts if moved.get(h)], lost)}
-        rollback_failures = [f for f in (self._per_host(args, task_vars, 'rollback_failure').get(h) for h in hosts) if f]
-        return {'msg': planner.rollback_incomplete_text(plan, failures, rollback_failures,
-                                                        self._per_host(args, task_vars, 'state'),
-                                                        args['options'] or {})}
+            return {'msg': planner.rolled_back_text(plan, failures, cluster, [moved[h] for h in hosts if moved.get(h)],
+                                                    lost, rollback_failures, states, options),
+                    'complete': not rollback_failures}
+        return {'msg': planner.rollback_incomplete_text(plan, failures, rollback_failures, states, options),
+                'complete': False}

@@ -921,11 +921,40 @@ def verify_identity(plan, final_cluster):
 # --- rollback -------------------------------------------------------------------------------------
 
 def failure_text(failures):
-    """'on cp2 at step start_etcd (task "..."): msg; ...' from [{host, step, task, msg}]."""
-    parts = ['on %s at step %s (task "%s"): %s' % (f['host'], f.get('step') or '?', f.get('task') or '?',
-                                                   _first_line(f.get('msg')))
-             for f in failures]
+    """'on cp2 at step start_etcd (task "..."): msg; ...' from [{host, step, task, msg}]; the same failure on
+    several hosts is said once, naming them all."""
+    grouped = []
+    for f in failures:
+        key = (f.get('step') or '?', f.get('task') or '?', _first_line(f.get('msg')))
+        for entry in grouped:
+            if entry[1] == key:
+                entry[0].append(f['host'])
+                break
+        else:
+            grouped.append(([f['host']], key))
+    parts = ['on %s at step %s (task "%s"): %s' % ((', '.join(hosts),) + key) for hosts, key in grouped]
     return '; '.join(parts) if parts else 'a control plane failed or became unreachable without a task error'
+
+
+def healthy_hosts(plan, cluster):
+    """The control planes whose member answered healthy in a cluster_health result."""
+    healthy = set(entry.get('endpoint') for entry in (cluster or {}).get('endpoints') or [] if entry.get('healthy'))
+    return [member['host'] for member in plan['members'] if healthy.intersection(member['client_urls'])]
+
+
+def attribute_failures(plan, failures):
+    """A failed wait for the restored members is checked from one node, but it is the failure of the nodes whose
+    members did not become healthy: name those (all of them when none answered), not the node the check ran on."""
+    attributed = []
+    for failure in failures:
+        cluster = failure.get('cluster')
+        if failure.get('step') == 'wait_quorum' and cluster:
+            healthy = healthy_hosts(plan, cluster)
+            down = [member['host'] for member in plan['members'] if member['host'] not in healthy]
+            failure = dict(failure, host=', '.join(down or [member['host'] for member in plan['members']]))
+        if failure not in attributed:
+            attributed.append(failure)
+    return attributed
 
 
 def _first_line(text, limit=400):
@@ -972,11 +1001,20 @@ def lost_members(plan, answered):
     }
 
 
-def rolled_back_text(plan, failures, rollback_cluster, moved_aside, lost=None):
-    """The message when every node is back on its previous data (or every node that answered, with a quorum)."""
-    if lost and lost['hosts']:
-        return _rolled_back_with_lost_text(plan, failures, rollback_cluster or {}, moved_aside, lost)
+def rolled_back_text(plan, failures, rollback_cluster, moved_aside, lost=None, rollback_failures=(), states=None,
+                     options=None):
+    """The message when every node is back on its previous data, or when a quorum of the old cluster serves again
+    and some nodes are not back: lost (not answering), their rollback failed (their state as read from them), or
+    back on their previous files with a member that did not become healthy again."""
     cluster = rollback_cluster or {}
+    names = dict((member['name'], member['host']) for member in plan['members'])
+    lost_hosts = list((lost or {}).get('hosts') or [])
+    failed_hosts = [f['host'] for f in rollback_failures or [] if f['host'] not in lost_hosts]
+    down_hosts = [names[name] for name in cluster.get('tolerated_down') or []
+                  if names.get(name) and names[name] not in lost_hosts + failed_hosts]
+    if lost_hosts or failed_hosts or down_hosts:
+        return _rolled_back_partly_text(plan, failures, cluster, moved_aside, lost or {'step': '?'}, lost_hosts,
+                                        list(rollback_failures or ()), down_hosts, states or {}, options or {})
     return ('etcd restore FAILED %s. ROLLED BACK: every control plane runs its previous data directory again (%s); '
             'etcd cluster %s is %s with members %s; the API servers, controller-managers and schedulers are started '
             'again. Restored data directories, moved aside and kept for diagnosis: %s. Fix the cause, then run the '
@@ -996,18 +1034,39 @@ def _declared_lost_text(plan):
             % ', '.join(m['host'] for m in plan['lost']))
 
 
-def _rolled_back_with_lost_text(plan, failures, cluster, moved_aside, lost):
+def _rolled_back_partly_text(plan, failures, cluster, moved_aside, lost, lost_hosts, rollback_failures, down_hosts,
+                             states, options):
     members = dict((member['host'], member) for member in plan['members'])
-    back = [member for member in plan['members'] if member['host'] not in lost['hosts']]
-    cause = ['on %s at step %s: it stopped answering (SSH to it failed; no task error was reported)'
-             % (host, lost['step']) for host in lost['hosts']]
-    lines = ['etcd restore FAILED %s%s.' % ('; '.join(cause), '; ' + failure_text(failures) if failures else '')]
-    lines.append('ROLLED BACK on %s: they run their previous data directories again (%s); etcd cluster %s serves with a '
+    failed_hosts = [f['host'] for f in rollback_failures if f['host'] not in lost_hosts]
+    not_back = set(lost_hosts + failed_hosts + down_hosts)
+    back = [member for member in plan['members'] if member['host'] not in set(lost_hosts + failed_hosts)]
+    serving = [member for member in back if member['host'] not in not_back]
+    causes = ['on %s at step %s: it stopped answering (SSH to it failed; no task error was reported)'
+              % (host, lost['step']) for host in lost_hosts]
+    if failures:
+        causes.append(failure_text(failures))
+    first = 'etcd restore FAILED %s' % '; '.join(causes)
+    if rollback_failures:
+        first += '; then the rollback failed %s' % failure_text(rollback_failures)
+    total = len(plan['members']) + len(plan.get('lost_names') or [])
+    down = sorted(set(cluster.get('tolerated_down') or []) | set((lost or {}).get('names') or [])
+                  | set(plan.get('lost_names') or []))
+    lines = [first + '.']
+    lines.append('ROLLED BACK on %s: %s previous data director%s again (%s); etcd cluster %s serves with a '
                  'quorum, %d of %d members up (%s down); the API servers, controller-managers and schedulers are '
                  'started again there.'
-                 % (', '.join(m['host'] for m in back), ', '.join('%s:%s' % (m['host'], m['old_data_dir']) for m in back),
-                    cluster.get('cluster_id') or '?', lost['up'], lost['total'], ', '.join(lost['names'])))
-    for host in lost['hosts']:
+                 % (', '.join(m['host'] for m in back), 'it runs its' if len(back) == 1 else 'they run their',
+                    'y' if len(back) == 1 else 'ies', ', '.join('%s:%s' % (m['host'], m['old_data_dir']) for m in back),
+                    cluster.get('cluster_id') or '?', total - len(down), total, ', '.join(down) or 'none'))
+    for host in down_hosts:
+        member = members[host]
+        lines.append(
+            'MEMBER DOWN on %s: its original etcd.yaml is back and points at %s, but its etcd did not become healthy '
+            'again within the wait%s. The cluster does not need it to serve; once its etcd runs, it rejoins by itself. '
+            'On %s, look at the container: `crictl ps -a --name etcd`, then `crictl logs <its ID>` (for example a port '
+            'taken by another process, `ss -ltnp`).'
+            % (host, member['old_data_dir'], _endpoint_error(cluster, member), host))
+    for host in lost_hosts:
         member = members[host]
         lines.append(
             'NOT ROLLED BACK: %s. Its state is unknown, not assumed: this run may have stopped its etcd, API server, '
@@ -1019,10 +1078,43 @@ def _rolled_back_with_lost_text(plan, failures, cluster, moved_aside, lost):
             % (host, member['held_manifest'].rsplit('/', 1)[0], member['new_data_dir'], host, member['old_data_dir'],
                host, member['original_manifest'], member['manifest'].rsplit('/', 1)[0],
                member['held_manifest'].rsplit('/', 1)[0]))
+    for host in failed_hosts:
+        member = members[host]
+        lines.append(
+            'NOT ROLLED BACK: %s, its rollback failed (see above). As read from it: %s. Fix the cause there, then run '
+            "playbooks/restore_abort.yml with the same inventory: it finds this run in %s's journal and puts it back on "
+            '%s.' % (host, _state_line(member, states.get(host) or {}, options), host, member['old_data_dir']))
     lines.append('Restored data directories, moved aside and kept for diagnosis: %s. Fix the cause, then run the '
-                 'restore again once every control plane answers (see docs/restore.md, "Rollback").%s'
-                 % (', '.join(moved_aside) or 'none', _declared_lost_text(plan)))
+                 'restore again once every control plane %s (see docs/restore.md, "Rollback").%s'
+                 % (', '.join(moved_aside) or 'none', 'answers' if lost_hosts else 'serves',
+                    _declared_lost_text(plan)))
+    if not serving:
+        lines.append('No control plane of this run serves with its member healthy.')
     return ' '.join(lines)
+
+
+def _endpoint_error(cluster, member):
+    errors = [entry.get('error') for entry in cluster.get('endpoints') or []
+              if entry.get('endpoint') in member['client_urls'] and entry.get('error')]
+    return ' (%s)' % _first_line(errors[0], 200) if errors else ''
+
+
+def _state_line(member, state, options):
+    """'cp2: etcd.yaml is active in ... and points at ...; held manifests: ...', as read from the node."""
+    if not state.get('answered'):
+        return ('%s: did not answer; its state is unknown (previous data dir %s, restored %s)'
+                % (member['host'], member['old_data_dir'], member['new_data_dir']))
+    active, held = state.get('active') or [], state.get('held') or []
+    if 'etcd.yaml' in active:
+        where = 'is active in %s' % options.get('manifests_dir')
+    elif 'etcd.yaml' in held:
+        where = 'is HELD in %s (etcd stopped)' % options.get('holding_dir')
+    else:
+        where = 'was not found in either directory'
+    return ('%s: etcd.yaml %s and points at %s (previous %s, restored %s); held manifests: %s; original etcd.yaml '
+            'kept as %s' % (member['host'], where, state.get('etcd_data_dir') or 'an unreadable data directory',
+                            member['old_data_dir'], member['new_data_dir'], ', '.join(sorted(held)) or 'none',
+                            member['original_manifest']))
 
 
 def rollback_incomplete_text(plan, failures, rollback_failures, states, options):
@@ -1035,24 +1127,10 @@ def rollback_incomplete_text(plan, failures, rollback_failures, states, options)
              % (failure_text(failures), failure_text(rollback_failures) if rollback_failures
                 else 'a control plane failed or became unreachable')]
     for member in plan['members']:
-        state = states.get(member['host']) or {}
-        if not state.get('answered'):
-            lines.append('%s: did not answer; its state is unknown (previous data dir %s, restored %s)'
-                         % (member['host'], member['old_data_dir'], member['new_data_dir']))
-            continue
-        active, held = state.get('active') or [], state.get('held') or []
-        if 'etcd.yaml' in active:
-            where = 'is active in %s' % options['manifests_dir']
-        elif 'etcd.yaml' in held:
-            where = 'is HELD in %s (etcd stopped)' % options['holding_dir']
-        else:
-            where = 'was not found in either directory'
-        lines.append('%s: etcd.yaml %s and points at %s (previous %s, restored %s); held manifests: %s; original '
-                     'etcd.yaml kept as %s'
-                     % (member['host'], where, state.get('etcd_data_dir') or 'an unreadable data directory',
-                        member['old_data_dir'], member['new_data_dir'], ', '.join(sorted(held)) or 'none',
-                        member['original_manifest']))
-    lines.append('To finish by hand on each control plane: (1) make %s/etcd.yaml the original (copy %s there if '
+        lines.append(_state_line(member, states.get(member['host']) or {}, options))
+    lines.append('Once the cause is fixed and every control plane answers, playbooks/restore_abort.yml with the same '
+                 "inventory finishes this rollback from the nodes' journals. To finish by hand instead, on each control "
+                 'plane: (1) make %s/etcd.yaml the original (copy %s there if '
                  'etcd.yaml points at the restored dir; a held etcd.yaml pointing at the restored dir moves to %s); '
                  '(2) move every file from %s back to %s, etcd.yaml first, then kube-apiserver.yaml, '
                  'kube-controller-manager.yaml and kube-scheduler.yaml; (3) check etcdctl endpoint health --cluster and '

@@ -109,12 +109,18 @@ options:
         M(kubeops.etcd.etcd_member_info) result, C(held), C(pods_error), C(address)), C(journal) (phase unfinished; the
         M(kubeops.etcd.etcd_restore_journal) read result), C(restore_result) (phases prepared and report; the
         M(kubeops.etcd.etcd_restore) result), C(failure), C(rollback_failure), C(state), C(moved_aside) (phase rollback),
-        C(answered) (phases lost and rollback; set on each control plane that runs the rollback).
+        C(answered) (phases lost and rollback; set on each control plane that runs the rollback), C(rollback_health)
+        (phase rollback; the M(kubeops.etcd.etcd_cluster_health) result after the rollback, registered on the hosts
+        that ran it; it takes the place of O(rollback_cluster)).
     type: dict
     default: {}
   outcome:
-    description: With O(phase=rollback), which message to word - the restore rolled back, the rollback incomplete, or the
-      prepared members discarded before any stop.
+    description:
+      - With O(phase=rollback), which message to word - the restore rolled back, the rollback incomplete, or the
+        prepared members discarded before any stop.
+      - V(rolled_back) words what the nodes report - every node back; a quorum of the previous cluster serving while
+        some nodes are not back (lost, their rollback failed, or their member did not come back healthy), each named
+        with its state as read from it; or, when a rollback failed and no quorum serves, the incomplete rollback.
     type: str
     default: rolled_back
     choices: [rolled_back, incomplete, discarded]
@@ -236,4 +242,9 @@ msg:
   description: The refusal, or with phase rollback, the rollback message.
   returned: when refused, or phase is rollback
   type: str
+complete:
+  description: Whether every control plane that answered is back on its previous data (a failed rollback on any
+    node makes it V(false)).
+  returned: when phase is rollback and O(outcome) is not V(discarded)
+  type: bool
 '''

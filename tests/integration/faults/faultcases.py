@@ -2,6 +2,8 @@
 test_fault_port_taken.py on 3.5.30, test_fault_etcd34.py on 3.4.23). Each asserts the end state and the first line
 of what the operator reads."""
 
+import re
+
 import faulthelpers as f
 from faulthelpers import h
 
@@ -83,3 +85,68 @@ def killed_after_the_stop_then_resumed(lab, run_playbook, tmp_path, prefix, sig)
     run = interrupt_after_the_stop(lab, snapshot, tmp_path, sig)
     refuses_naming_both_ways_out(run_playbook, lab, snapshot, run, "control plane stopped, etcd.yaml held aside")
     resume_gives_exactly_the_snapshot(lab, run_playbook, snapshot, run, keys_at_backup)
+
+
+def port_taken_on_cp2(lab, run_playbook, tmp_path, prefix):
+    """cp2's client address is bound by the test right after its etcd stops, and kept until the checks are done."""
+    lab.etcdctl("put", prefix + "in-snapshot", "yes")
+    snapshot = h.backup(run_playbook, lab, str(tmp_path / "backups"))["snapshot"]
+    keys_at_backup = h.keys(lab, with_values=True)
+    lab.etcdctl("put", prefix + "after-backup", "must-survive-the-rollback")
+    keys_before, cluster_before = h.keys(lab, with_values=True), h.cluster_id(lab)
+    manifests_before = {host: h.manifests(lab, host) for host in h.hosts(lab)}
+    before = {host: f.runs(lab, host) for host in h.hosts(lab)}
+    ip, port = f.client_address(lab, "cp2")
+    taken = []
+
+    def take():
+        sock = f.take_port(ip, port)
+        if sock is not None:
+            taken.append(sock)
+        return bool(taken)
+
+    watcher = f.Watcher(lambda: "etcd.yaml" in f.held(lab, "cp2") and take(), lambda: None)
+    watcher.start()
+    try:
+        try:
+            run = h.restore(run_playbook, lab, snapshot, etcd_restore_pod_timeout=30, etcd_restore_health_timeout=60)
+        finally:
+            watcher.stop()
+        assert taken, "cp2's client port was never free during the restore:\n%r" % run
+        assert run.rc != 0, run
+        message = f.final_message(run)
+        head = f.first_line(message)
+
+        # cp1 and cp3 are a quorum of the old cluster: they serve all of its data, their API servers answer.
+        for host in ("cp1", "cp3"):
+            assert f.held(lab, host) == set(), (host, message)
+            assert h.manifests(lab, host) == manifests_before[host], host
+            assert h.listdir(lab, host, h.HOLDING_DIR) == [], host
+            assert h.readyz(lab, host) == (200, "ok"), (host, message)
+        assert f.cluster_ids(lab, ["cp1", "cp3"]) == {"cp1": cluster_before, "cp3": cluster_before}, message
+        assert h.keys(lab, with_values=True, hosts=["cp1", "cp3"]) == keys_before
+        # The first line names cp2 and the step: the start (etcd never seen running there) or the wait for the
+        # restored members (seen running for a moment); the cause is cp2's.
+        assert re.match(r"etcd restore FAILED on cp2 at step (start_etcd|wait_quorum) ", head), message
+        assert "member cp2" in head or "members missing: cp2" in head, message
+        # What became of cp2 is said as read from it: back on its old files with its member down, or its rollback
+        # failed with its state.
+        assert "MEMBER DOWN on cp2" in message or "NOT ROLLED BACK: cp2, its rollback failed" in message, message
+    finally:
+        for sock in taken:
+            sock.close()
+
+    # The port is free again: one command at most brings cp2 back on its previous data, with the old cluster.
+    run_id = f.new_runs(lab, before)["cp1"]
+    if "running" in [f.journal(lab, host, run_id)["status"] for host in h.hosts(lab)]:
+        aborted = run_playbook(lab, f.ABORT_PLAYBOOK)
+        assert aborted.rc == 0, aborted
+    assert h.wait_for(lambda: h.readyz_ok(lab, "cp2"), timeout=120)
+    h.assert_back_on_old_cluster(lab, cluster_before, keys_before, manifests_before)
+    # A new restore goes through: exactly the snapshot on all three.
+    again = h.restore(run_playbook, lab, snapshot)
+    assert again.rc == 0, again
+    assert h.keys(lab, with_values=True) == keys_at_backup
+    assert sorted(h.members(lab)) == ["cp1", "cp2", "cp3"]
+    for host in h.hosts(lab):
+        assert h.readyz(lab, host) == (200, "ok")

@@ -1,11 +1,12 @@
 """Helpers of the fault suite: run restore.yml in the background and act on it from outside, at a moment observed
 on the nodes (the files of the run's dir, held manifests, running containers), the way an operator's bad night goes:
-Ctrl-C or a killed ansible-playbook, a hung etcd, a disk filling up. Nothing here reaches into the roles: every fault
-is a signal or a mount made from outside."""
+Ctrl-C or a killed ansible-playbook, a port taken, a hung etcd, a disk filling up. Nothing here reaches into the
+roles: every fault is a signal, a socket, a mount or a lab kubelet fault."""
 
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -188,6 +189,36 @@ def cluster_ids(lab, hosts):
         host = [x for x in hosts if lab.node(x)["client_url"] == entry["Endpoint"]][0]
         found[host] = format(entry["Status"]["header"]["cluster_id"], "x")
     return found
+
+
+def take_port(ip, port):
+    """Bind and listen on ip:port from the test process (the lab nodes share the host network namespace).
+    The socket, or None while the port is still taken."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # As etcd (Go) does: connections of the stopped etcd in TIME_WAIT do not keep the port; a listener does.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((ip, port))
+        sock.listen(1)
+    except OSError:
+        sock.close()
+        return None
+    return sock
+
+
+def client_address(lab, host):
+    url = lab.node(host)["client_url"]
+    ip, port = url.split("//", 1)[1].rsplit(":", 1)
+    return ip, int(port)
+
+
+def final_message(run):
+    """The message the failed play ends with: the rollback's (complete or not), or the refusal's."""
+    for task in (h.ROLLED_BACK_TASK, REFUSED_TASK):
+        found = run.task_results(task, "cp1")
+        if found and found[-1]["result"].get("msg"):
+            return found[-1]["result"]["msg"]
+    return " | ".join(failure_messages(run))
 
 
 def mount_tmpfs(lab, host, path, size):

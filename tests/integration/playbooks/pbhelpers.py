@@ -19,7 +19,7 @@ HOLDING_DIR = "/etc/kubernetes/kubeops-etcd/held-manifests"
 STAGING_DIR = "/var/lib/kubeops-etcd/restore"
 RUNS_DIR = "/etc/kubernetes/kubeops-etcd/runs"
 STOP_TASK = "Stop kube-apiserver, kube-controller-manager and kube-scheduler, then etcd, on every control plane"
-ROLLED_BACK_TASK = "Fail the restore now that every control plane is back on its previous data"
+ROLLED_BACK_TASK = "Fail the restore, saying what the rollback did on every control plane"
 # Keys the API server, controller-manager and scheduler stand-ins rewrite all the time.
 VOLATILE_PREFIXES = ("/registry/leases/", "/registry/masterleases/")
 
@@ -78,9 +78,11 @@ def hosts(lab):
     return [node["host"] for node in lab.state["nodes"]]
 
 
-def keys(lab, with_values=False):
-    """Every key (and value) of the cluster except the ones the stand-ins keep rewriting."""
-    out = lab.etcdctl("get", "", "--prefix", "-w", "json").stdout
+def keys(lab, with_values=False, hosts=None):
+    """Every key (and value) of the cluster except the ones the stand-ins keep rewriting; with hosts, read through
+    those hosts' members only (a quorum read)."""
+    endpoints = [lab.node(host)["client_url"] for host in hosts] if hosts else None
+    out = lab.etcdctl("get", "", "--prefix", "-w", "json", endpoints=endpoints).stdout
     data = json.loads(out)
     result = {}
     for kv in data.get("kvs", []):

@@ -64,7 +64,7 @@ def test_incomplete_rollback_describes_each_node_and_its_hand_steps_work(lab, ru
     run = h.restore_with_fault(run_playbook, lab, snapshot, "cp1", "etcd", "etcd cannot start", when_next_restore=False,
                                etcd_restore_pod_timeout=10)
     assert run.rc != 0, run
-    message = run.result("Rollback failed: stop, and describe the state of every control plane", "cp1")["msg"]
+    message = run.result(h.ROLLED_BACK_TASK, "cp1")["msg"]
     assert message.startswith("ROLLBACK INCOMPLETE. The restore failed on cp1 at step start_etcd"), message
     assert "then the rollback failed on cp1 at step rollback" in message, message
     assert ("cp1: etcd.yaml is active in /etc/kubernetes/manifests and points at %s (previous %s, restored %s-restored-"

@@ -556,6 +556,68 @@ def test_rollback_texts_name_the_host_step_and_cause_first():
                                 'on cp2')
 
 
+def health_of(plan, down, tolerated=()):
+    """A cluster_health result where the members of the hosts in `down` did not answer."""
+    endpoints = [{'endpoint': m['client_urls'][0], 'healthy': m['host'] not in down,
+                  'error': 'context deadline exceeded' if m['host'] in down else None} for m in plan['members']]
+    return {'cluster_id': 'e07ff96dc481154f', 'healthy': True, 'members': [{'name': m['name']} for m in plan['members']],
+            'endpoints': endpoints, 'problems': [], 'tolerated_down': list(tolerated)}
+
+
+def test_a_failed_wait_for_the_restored_members_names_the_members_down_not_the_node_that_checked():
+    hosts, nodes = cluster(3)
+    plan = plan_for(hosts, nodes)['plan']
+    failure = {'host': 'cp1', 'step': 'wait_quorum', 'task': 'Wait until every restored member is healthy',
+               'msg': 'etcd cluster checked from cp1 is not as expected after 30 attempt(s) in 30.1s: member cp2 ...',
+               'cluster': health_of(plan, ['cp2', 'cp3'])}
+    [attributed] = planner.attribute_failures(plan, [failure])
+    assert attributed['host'] == 'cp2, cp3'
+    assert planner.failure_text([attributed]).startswith('on cp2, cp3 at step wait_quorum (task "Wait until')
+    # No member answered at all: every node is named; other failures are kept as they are.
+    nothing = dict(failure, cluster={'endpoints': [], 'problems': ['no member list']})
+    start = {'host': 'cp2', 'step': 'start_etcd', 'task': 't', 'msg': 'm'}
+    assert [f['host'] for f in planner.attribute_failures(plan, [nothing, start])] == ['cp1, cp2, cp3', 'cp2']
+
+
+def test_a_rollback_that_failed_on_one_node_while_a_quorum_serves_names_both_failures_and_reads_that_nodes_state():
+    hosts, nodes = cluster(3)
+    plan = plan_for(hosts, nodes)['plan']
+    failures = [{'host': 'cp1', 'step': 'start_etcd', 'task': 'Swap in the prepared etcd.yaml', 'msg': 'etcd failed'}]
+    rollback_failures = [{'host': 'cp2', 'step': 'rollback', 'task': 'Rollback: stop',
+                          'msg': 'cannot copy: [Errno 28] No space left on device'}]
+    cp2 = plan['members'][1]
+    states = {'cp2': {'answered': True, 'active': ['etcd.yaml', 'kube-apiserver.yaml'], 'held': [],
+                      'etcd_data_dir': cp2['new_data_dir']}}
+    text = planner.rolled_back_text(plan, failures, health_of(plan, ['cp2'], tolerated=['cp2']), [], None,
+                                    rollback_failures, states, OPTIONS)
+    first = text.split(' ROLLED BACK', 1)[0]
+    assert first == ('etcd restore FAILED on cp1 at step start_etcd (task "Swap in the prepared etcd.yaml"): etcd '
+                     'failed; then the rollback failed on cp2 at step rollback (task "Rollback: stop"): cannot copy: '
+                     '[Errno 28] No space left on device.')
+    assert 'ROLLED BACK on cp1, cp3: they run their previous data directories again' in text
+    assert 'serves with a quorum, 2 of 3 members up (cp2 down)' in text
+    assert ('NOT ROLLED BACK: cp2, its rollback failed (see above). As read from it: cp2: etcd.yaml is active in '
+            '/etc/kubernetes/manifests and points at %s' % cp2['new_data_dir']) in text
+    assert 'run playbooks/restore_abort.yml with the same inventory' in text
+
+
+def test_a_member_that_does_not_come_back_after_the_rollback_is_named_with_where_to_look():
+    hosts, nodes = cluster(3)
+    plan = plan_for(hosts, nodes)['plan']
+    failure = {'host': 'cp1', 'step': 'wait_quorum', 'task': 'Wait', 'msg': 'member cp2 is unreachable',
+               'cluster': health_of(plan, ['cp2'])}
+    text = planner.rolled_back_text(plan, planner.attribute_failures(plan, [failure]),
+                                    health_of(plan, ['cp2'], tolerated=['cp2']), ['cp1:/x.failed'], None, [], {},
+                                    OPTIONS)
+    assert text.startswith('etcd restore FAILED on cp2 at step wait_quorum (task "Wait"): member cp2 is unreachable.')
+    assert 'ROLLED BACK on cp1, cp2, cp3' in text and '2 of 3 members up (cp2 down)' in text
+    assert 'MEMBER DOWN on cp2: its original etcd.yaml is back and points at /var/lib/etcd' in text
+    assert '(context deadline exceeded)' in text and '`crictl ps -a --name etcd`' in text
+    # Every member back: the message is the one it always was.
+    whole = planner.rolled_back_text(plan, [failure], health_of(plan, []), [], None, [], {}, OPTIONS)
+    assert 'ROLLED BACK: every control plane runs its previous data directory again' in whole
+
+
 # --- where the snapshot comes from ---------------------------------------------------------------
 
 def test_a_backup_of_this_cluster_is_recognised_by_its_members_and_peers_even_under_another_cluster_id():
@@ -810,3 +872,11 @@ def test_the_plan_of_a_survivor_recovery_names_its_origin_and_warns_loudly():
     assert any(l.startswith("WARNING: recovering without a snapshot from cp1's data (-e snapshot=survivor).")
                for l in lines)
     assert 'quorum: 3 -> 1 members: quorum 1, tolerates no failure (before: 1 failure)' in lines
+
+
+def test_the_same_failure_on_several_nodes_is_said_once_naming_them_all():
+    same = {'step': 'rollback', 'task': 'Rollback: stop', 'msg': 'The previous cluster did not come back'}
+    text = planner.failure_text([dict(same, host='cp1'), dict(same, host='cp2'),
+                                 {'host': 'cp3', 'step': 'rollback', 'task': 'other', 'msg': 'm'}])
+    assert text == ('on cp1, cp2 at step rollback (task "Rollback: stop"): The previous cluster did not come back; '
+                    'on cp3 at step rollback (task "other"): m')
