@@ -3,6 +3,7 @@ an inventory, with the result_json callback; a plain module (bench/ and scripts/
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -111,10 +112,14 @@ def run_ansible_playbook(inventory, playbook, extra_vars=None, check=False, diff
     if limit:
         argv += ["--limit", limit]
     argv += list(extra_args or [])
-    proc = subprocess.run(argv, cwd=REPO_ROOT, env=ansible_env(result_path), capture_output=True, check=False,
-                          text=True, timeout=timeout)
-    data = {}
-    if os.path.exists(result_path):
-        with open(result_path) as handle:
-            data = json.load(handle)
+    try:
+        proc = subprocess.run(argv, cwd=REPO_ROOT, env=ansible_env(result_path), capture_output=True, check=False,
+                              text=True, timeout=timeout)
+        data = {}
+        if os.path.exists(result_path):
+            with open(result_path) as handle:
+                data = json.load(handle)
+    finally:
+        # The run keeps what it needs (output and results); the playbook and result files go.
+        shutil.rmtree(workdir, ignore_errors=True)
     return PlaybookRun(argv, proc.returncode, proc.stdout, proc.stderr, data)
