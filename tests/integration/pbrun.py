@@ -24,11 +24,10 @@ ETCD_VERSIONS = [
     v for v in os.environ.get("KUBEOPS_TEST_ETCD_VERSIONS", ",".join(ALL_ETCD_VERSIONS)).split(",") if v
 ]
 DEFAULT_ETCD_VERSION = "3.5.30"
-# Modules whose commands do not change between 3.5 patch releases (member list, endpoint health, manifests,
-# static pods) are tested on the two ends: 3.4 (no etcdutl, no learners) and 3.5.30. The snapshot and restore
-# modules, whose flags do change (--bump-revision since 3.5.10), run on all four, and the playbooks run every
-# module on 3.5.1 and 3.5.16 too (test_pb_no_host_tools_old.py). KUBEOPS_TEST_ETCD_VERSIONS runs all on the
-# versions it names.
+# The module tests run on the two ends: 3.4 (no etcdutl, no learners) and 3.5.30, whose etcdctl/etcdutl differ in
+# output and flags. The restore module, whose flags also change between 3.5 patch releases (--bump-revision since
+# 3.5.10), runs on all four, and the playbooks run every module on 3.5.1 and 3.5.16 too
+# (test_pb_no_host_tools_old.py). KUBEOPS_TEST_ETCD_VERSIONS runs every module test on the versions it names.
 MODULE_ETCD_VERSIONS = ETCD_VERSIONS if "KUBEOPS_TEST_ETCD_VERSIONS" in os.environ else [
     v for v in ALL_ETCD_VERSIONS if v in ("3.4.23", DEFAULT_ETCD_VERSION)]
 

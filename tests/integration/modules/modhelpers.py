@@ -20,7 +20,7 @@ BUMP_SUPPORTED = {"3.4.23": False, "3.5.1": False, "3.5.16": True, "3.5.30": Tru
 def labs(ip_base, nodes=1, versions=None, **options):
     """One lab per etcd version the module tests run on, for ``parametrize("lab", ..., indirect=True)``;
     each takes 4 addresses from ``ip_base`` on, so the labs of one file never share a subnet.
-    ``versions=ALL_VERSIONS`` for a module whose commands change between 3.5 patch releases."""
+    ``versions=ALL_VERSIONS`` for a module whose flags change between 3.5 patch releases (the restore module)."""
     return [pytest.param(dict({"nodes": nodes, "etcd_version": version, "ip_base": ip_base + 4 * index}, **options), id=version)
             for index, version in enumerate(versions or MODULE_ETCD_VERSIONS)]
 

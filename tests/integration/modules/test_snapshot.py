@@ -19,14 +19,14 @@ import time
 import pytest
 import yaml
 
-from modhelpers import ALL_VERSIONS, labs, tree_state, wait_healthy
+from modhelpers import labs, tree_state, wait_healthy
 
 BACKUP_DIR = "/var/lib/kubeops-it/backups"   # node-private (/var/lib is bind-mounted per node)
 DEST = BACKUP_DIR + "/etcd.db"
 BAD_DIR = "/var/lib/kubeops-it/bad"
 KEY = "/registry/kubeops-it/roundtrip"
 
-pytestmark = pytest.mark.parametrize("lab", labs(150, nodes=3, versions=ALL_VERSIONS), indirect=True, scope="module")
+pytestmark = pytest.mark.parametrize("lab", labs(150, nodes=3), indirect=True, scope="module")
 
 
 def playbook(tasks, hosts="cp1"):
