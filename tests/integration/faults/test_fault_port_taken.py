@@ -2,7 +2,7 @@
 binds cp2's client address (IP:2379) itself and keeps it (the nodes share the host's network namespace, as another
 process on a real node would). etcd cannot start on cp2 on any data. Expected: the cluster keeps serving with the
 quorum that remains (cp1 + cp3) with their API servers answering /readyz, the first line names cp2, the step and the
-cause; once the port is free again, cp2 comes back and a new restore runs through to exactly the snapshot."""
+cause; once the port is free again, cp2 comes back with every key, and nothing blocks a new restore."""
 
 import pytest
 
