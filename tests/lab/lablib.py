@@ -1172,7 +1172,7 @@ def _has_yaml(python):
                           stderr=subprocess.DEVNULL, check=False).returncode == 0
 
 
-ROOT_SHELL_RC = ("/root/.bashrc", "/root/.profile")
+ROOT_SHELL_RC = tuple(os.path.join(os.path.expanduser("~root"), name) for name in (".bashrc", ".profile"))
 NODE_ROOT_BASHRC = "# root's shell start-up file on a kubeops lab node (the ops box's is not run here)\n"
 
 SSHD_CONFIG = """# sshd of a kubeops lab node (runs inside the node's mount+UTS namespace)
