@@ -1014,7 +1014,8 @@ def rolled_back_text(plan, failures, rollback_cluster, moved_aside, lost=None, r
                   if names.get(name) and names[name] not in lost_hosts + failed_hosts]
     if lost_hosts or failed_hosts or down_hosts:
         return _rolled_back_partly_text(plan, failures, cluster, moved_aside, lost or {'step': '?'}, lost_hosts,
-                                        list(rollback_failures or ()), down_hosts, states or {}, options or {})
+                                        list(rollback_failures or ()), failed_hosts, down_hosts, states or {},
+                                        options or {})
     return ('etcd restore FAILED %s. ROLLED BACK: every control plane runs its previous data directory again (%s); '
             'etcd cluster %s is %s with members %s; the API servers, controller-managers and schedulers are started '
             'again. Restored data directories, moved aside and kept for diagnosis: %s. Fix the cause, then run the '
@@ -1034,10 +1035,9 @@ def _declared_lost_text(plan):
             % ', '.join(m['host'] for m in plan['lost']))
 
 
-def _rolled_back_partly_text(plan, failures, cluster, moved_aside, lost, lost_hosts, rollback_failures, down_hosts,
-                             states, options):
+def _rolled_back_partly_text(plan, failures, cluster, moved_aside, lost, lost_hosts, rollback_failures, failed_hosts,
+                             down_hosts, states, options):
     members = dict((member['host'], member) for member in plan['members'])
-    failed_hosts = [f['host'] for f in rollback_failures if f['host'] not in lost_hosts]
     not_back = set(lost_hosts + failed_hosts + down_hosts)
     back = [member for member in plan['members'] if member['host'] not in set(lost_hosts + failed_hosts)]
     serving = [member for member in back if member['host'] not in not_back]
@@ -1049,7 +1049,7 @@ def _rolled_back_partly_text(plan, failures, cluster, moved_aside, lost, lost_ho
     if rollback_failures:
         first += '; then the rollback failed %s' % failure_text(rollback_failures)
     total = len(plan['members']) + len(plan.get('lost_names') or [])
-    down = sorted(set(cluster.get('tolerated_down') or []) | set((lost or {}).get('names') or [])
+    down = sorted(set(cluster.get('tolerated_down') or []) | set(lost.get('names') or [])
                   | set(plan.get('lost_names') or []))
     lines = [first + '.']
     lines.append('ROLLED BACK on %s: %s previous data director%s again (%s); etcd cluster %s serves with a '
