@@ -85,7 +85,7 @@ lab-test: install
 # The fault suite (tests/integration/faults, about 8 minutes of the 2 CI cores) runs with `make faults`: with it
 # `make test` took 48 minutes on the 2-core CI machine, past its 45.
 integration: install
-	$(PY) -m pytest -q -n 3 --dist loadfile --durations=40 --ignore=tests/integration/faults tests/integration
+	$(PY) -m pytest -q -n 3 --dist loadfile --durations=0 --durations-min=15 --ignore=tests/integration/faults tests/integration
 
 faults: install
 	$(PY) -m pytest -q -n 2 --dist loadfile --durations=20 tests/integration/faults

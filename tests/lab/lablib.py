@@ -269,7 +269,7 @@ class Lab:
         return removed
 
     # ---- commands ---------------------------------------------------------------
-    def etcdctl_argv(self, node=None, endpoints=None):
+    def etcdctl_argv(self, node=None, endpoints=None, patient=True):
         st = self.state
         n = self.node(node) if node else None
         if n and not n.get("client_url") and not endpoints:
@@ -277,11 +277,17 @@ class Lab:
                            % (n["host"], ", ".join(x["host"] for x in self.etcd_nodes())))
         eps = endpoints or ([n["client_url"]] if n else [x["client_url"] for x in self.etcd_nodes()])
         tool = (n or st["nodes"][0])["etcdctl"]
-        return [tool, "--endpoints=" + ",".join(eps), "--cacert=" + st["ca"], "--cert=" + st["client_cert"],
+        argv = [tool, "--endpoints=" + ",".join(eps), "--cacert=" + st["ca"], "--cert=" + st["client_cert"],
                 "--key=" + st["client_key"]]
+        if patient:
+            # etcdctl gives up dialing after 2 s and on a request after 5 s by default: on a 2-core machine that
+            # runs three labs and their playbooks at once, a TLS handshake alone can take longer than that. Probes
+            # that expect a member may be down (check=False) keep the defaults, so that they answer quickly.
+            argv += ["--dial-timeout=20s", "--command-timeout=60s"]
+        return argv
 
     def etcdctl(self, *args, node=None, check=True, timeout=120, input=None, endpoints=None):
-        argv = self.etcdctl_argv(node, endpoints) + [str(a) for a in args]
+        argv = self.etcdctl_argv(node, endpoints, patient=check) + [str(a) for a in args]
         env = dict(os.environ, ETCDCTL_API="3")
         try:
             p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
