@@ -52,7 +52,7 @@ ARGUMENT_SPEC = dict(
 
 # What each phase reads from every host's variables (host_vars maps these keys to variable names).
 HOST_VAR_KEYS = ('node', 'restore_result', 'failure', 'rollback_failure', 'state', 'moved_aside', 'journal',
-                 'answered', 'rollback_health')
+                 'answered', 'rollback_health', 'etcd_container', 'etcd_container_after')
 
 
 def read_local_snapshot(path):
@@ -127,7 +127,12 @@ class ActionModule(ActionBase):
         hosts = args['hosts'] or []
         found = collect(task_vars, hosts, args['host_vars'].get('journal'))
         runs = dict((host, (value or {}).get('runs') or []) for host, value in found.items())
-        decided = restore_journal.decide(runs, hosts, resume=args['resume'], rollback=args['rollback'])
+        # The journal read keeps a control plane that does not answer in the play (ignore_unreachable), so that a
+        # run to finish or undo is never judged without its journal.
+        unanswered = dict((host, value.get('msg')) for host, value in found.items()
+                          if isinstance(value, dict) and value.get('unreachable'))
+        decided = restore_journal.decide(runs, hosts, resume=args['resume'], rollback=args['rollback'],
+                                         unanswered=unanswered)
         if decided['action'] == 'refuse':
             return {'failed': True, 'msg': decided['msg'], 'unfinished': decided}
         return {'unfinished': decided}
@@ -272,6 +277,15 @@ class ActionModule(ActionBase):
         hosts = [member['host'] for member in args['plan']['members']]
         return collect(task_vars, hosts, args['host_vars'].get(key))
 
+    def _etcd_containers(self, args, task_vars, key):
+        """{host: static_pod_info's sentence on its etcd container} where the read ran (not skipped) and answered."""
+        found = {}
+        for host, result in self._per_host(args, task_vars, key).items():
+            summary = ((result or {}).get('summary') or {}).get('etcd') if isinstance(result, dict) else None
+            if summary:
+                found[host] = summary
+        return found
+
     def _phase_lost(self, args, task_vars):
         return {'lost': planner.lost_members(args['plan'], self._per_host(args, task_vars, 'answered'))}
 
@@ -282,7 +296,8 @@ class ActionModule(ActionBase):
         plan = args['plan']
         hosts = [member['host'] for member in plan['members']]
         failures = planner.attribute_failures(
-            plan, [f for f in (self._per_host(args, task_vars, 'failure').get(h) for h in hosts) if f])
+            plan, [f for f in (self._per_host(args, task_vars, 'failure').get(h) for h in hosts) if f],
+            self._etcd_containers(args, task_vars, 'etcd_container'))
         if args['outcome'] == 'discarded':
             return {'msg': planner.discarded_text(plan, failures)}
         rollback_failures = [f for f in (self._per_host(args, task_vars, 'rollback_failure').get(h) for h in hosts) if f]
@@ -300,7 +315,8 @@ class ActionModule(ActionBase):
             lost = planner.lost_members(plan, self._per_host(args, task_vars, 'answered')) \
                 if args['host_vars'].get('answered') else None
             return {'msg': planner.rolled_back_text(plan, failures, cluster, [moved[h] for h in hosts if moved.get(h)],
-                                                    lost, rollback_failures, states, options),
+                                                    lost, rollback_failures, states, options,
+                                                    self._etcd_containers(args, task_vars, 'etcd_container_after')),
                     'complete': not rollback_failures}
         return {'msg': planner.rollback_incomplete_text(plan, failures, rollback_failures, states, options),
                 'complete': False}

@@ -925,7 +925,9 @@ def failure_text(failures):
     several hosts is said once, naming them all."""
     grouped = []
     for f in failures:
-        key = (f.get('step') or '?', f.get('task') or '?', _first_line(f.get('msg')))
+        gist = _first_line(f.get('msg'))
+        # The cause read inside the node (its etcd container's log) comes first: the check's words follow.
+        key = (f.get('step') or '?', f.get('task') or '?', '%s; %s' % (f['cause'], gist) if f.get('cause') else gist)
         for entry in grouped:
             if entry[1] == key:
                 entry[0].append(f['host'])
@@ -942,16 +944,31 @@ def healthy_hosts(plan, cluster):
     return [member['host'] for member in plan['members'] if healthy.intersection(member['client_urls'])]
 
 
-def attribute_failures(plan, failures):
+# The steps after which etcd may not be up on a node: the rollback reads its container first.
+ETCD_UP_STEPS = ('start_etcd', 'wait_quorum')
+
+
+def attribute_failures(plan, failures, containers=None):
     """A failed wait for the restored members is checked from one node, but it is the failure of the nodes whose
-    members did not become healthy: name those (all of them when none answered), not the node the check ran on."""
+    members did not become healthy: name those (all of them when none answered), not the node the check ran on.
+
+    containers: {host: one sentence on its etcd container (static_pod_info's summary)}, read before the rollback
+    touched anything; a failure to start etcd or to reach a quorum carries those of the hosts it names as its
+    cause (for a taken port: `... its log ends with: ...: bind: address already in use`)."""
+    containers = containers or {}
     attributed = []
     for failure in failures:
         cluster = failure.get('cluster')
+        hosts = [failure['host']]
         if failure.get('step') == 'wait_quorum' and cluster:
             healthy = healthy_hosts(plan, cluster)
-            down = [member['host'] for member in plan['members'] if member['host'] not in healthy]
-            failure = dict(failure, host=', '.join(down or [member['host'] for member in plan['members']]))
+            hosts = [member['host'] for member in plan['members'] if member['host'] not in healthy] or \
+                [member['host'] for member in plan['members']]
+            failure = dict(failure, host=', '.join(hosts))
+        if failure.get('step') in ETCD_UP_STEPS:
+            causes = [containers[host] for host in hosts if containers.get(host)]
+            if causes:
+                failure = dict(failure, cause='; '.join(causes))
         if failure not in attributed:
             attributed.append(failure)
     return attributed
@@ -1002,10 +1019,11 @@ def lost_members(plan, answered):
 
 
 def rolled_back_text(plan, failures, rollback_cluster, moved_aside, lost=None, rollback_failures=(), states=None,
-                     options=None):
+                     options=None, containers_after=None):
     """The message when every node is back on its previous data, or when a quorum of the old cluster serves again
     and some nodes are not back: lost (not answering), their rollback failed (their state as read from them), or
-    back on their previous files with a member that did not become healthy again."""
+    back on their previous files with a member that did not become healthy again (containers_after: {host: one
+    sentence on its etcd container, read after the rollback's wait})."""
     cluster = rollback_cluster or {}
     names = dict((member['name'], member['host']) for member in plan['members'])
     lost_hosts = list((lost or {}).get('hosts') or [])
@@ -1015,7 +1033,7 @@ def rolled_back_text(plan, failures, rollback_cluster, moved_aside, lost=None, r
     if lost_hosts or failed_hosts or down_hosts:
         return _rolled_back_partly_text(plan, failures, cluster, moved_aside, lost or {'step': '?'}, lost_hosts,
                                         list(rollback_failures or ()), failed_hosts, down_hosts, states or {},
-                                        options or {})
+                                        options or {}, containers_after or {})
     return ('etcd restore FAILED %s. ROLLED BACK: every control plane runs its previous data directory again (%s); '
             'etcd cluster %s is %s with members %s; the API servers, controller-managers and schedulers are started '
             'again. Restored data directories, moved aside and kept for diagnosis: %s. Fix the cause, then run the '
@@ -1036,7 +1054,7 @@ def _declared_lost_text(plan):
 
 
 def _rolled_back_partly_text(plan, failures, cluster, moved_aside, lost, lost_hosts, rollback_failures, failed_hosts,
-                             down_hosts, states, options):
+                             down_hosts, states, options, containers_after):
     members = dict((member['host'], member) for member in plan['members'])
     not_back = set(lost_hosts + failed_hosts + down_hosts)
     back = [member for member in plan['members'] if member['host'] not in set(lost_hosts + failed_hosts)]
@@ -1060,12 +1078,14 @@ def _rolled_back_partly_text(plan, failures, cluster, moved_aside, lost, lost_ho
                     cluster.get('cluster_id') or '?', total - len(down), total, ', '.join(down) or 'none'))
     for host in down_hosts:
         member = members[host]
+        container = containers_after.get(host)
         lines.append(
             'MEMBER DOWN on %s: its original etcd.yaml is back and points at %s, but its etcd did not become healthy '
-            'again within the wait%s. The cluster does not need it to serve; once its etcd runs, it rejoins by itself. '
-            'On %s, look at the container: `crictl ps -a --name etcd`, then `crictl logs <its ID>` (for example a port '
-            'taken by another process, `ss -ltnp`).'
-            % (host, member['old_data_dir'], _endpoint_error(cluster, member), host))
+            'again within the wait%s.%s The cluster does not need it to serve; once its etcd runs, it rejoins by '
+            'itself. On %s, look at the container: `crictl ps -a --name etcd`, then `crictl logs <its ID>` (for example '
+            'a port taken by another process, `ss -ltnp`).'
+            % (host, member['old_data_dir'], _endpoint_error(cluster, member),
+               ' Its container, read after the wait: %s.' % container if container else '', host))
     for host in lost_hosts:
         member = members[host]
         lines.append(

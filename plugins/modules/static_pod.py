@@ -246,7 +246,6 @@ pods:
 '''
 
 import errno
-import json
 import os
 import shutil
 import socket
@@ -256,6 +255,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.six.moves.urllib.parse import urlparse
 
+from ansible_collections.kubeops.etcd.plugins.module_utils.crictl import Crictl
 from ansible_collections.kubeops.etcd.plugins.module_utils.errors import EtcdModuleError, node_name
 from ansible_collections.kubeops.etcd.plugins.module_utils.files import (
     free_path, make_private_dir, path_inside, remove_if_exists, same_content)
@@ -263,8 +263,6 @@ from ansible_collections.kubeops.etcd.plugins.module_utils.runner import Runner,
 
 POLL_INTERVAL = 0.1
 CONNECT_TIMEOUT = 0.5
-CRICTL_CALL_TIMEOUT = 15
-LOG_TAIL_LINES = 20
 GROUPS = ('names', 'then')
 
 
@@ -430,58 +428,6 @@ def move_file(source, target):
     except OSError as exc:
         raise EtcdModuleError('Copied %s to %s on %s but cannot remove the original: %s. Remove %s by hand.'
                               % (source, target, node_name(), exc.strerror or exc, source), path=source)
-
-
-def name_pattern(names):
-    """crictl's --name is a regular expression: match exactly these container names."""
-    def literal(name):
-        return ''.join(char if char.isalnum() or char in '-_' else '\\' + char for char in name)
-    return '^(%s)$' % '|'.join(literal(name) for name in names)
-
-
-def parse_running(text, names):
-    """{name: [container IDs]} for the names asked, from `crictl ps -o json`."""
-    data = json.loads(text)
-    found = dict((name, []) for name in names)
-    for container in (data or {}).get('containers') or []:
-        name = (container.get('metadata') or {}).get('name')
-        if name in found and container.get('id'):
-            found[name].append(container['id'])
-    return found
-
-
-class Crictl(object):
-    def __init__(self, runner, path):
-        self.runner = runner
-        self.path = path
-
-    def running(self, names):
-        """({name: [IDs of running containers]}, None), or (None, error) when crictl fails."""
-        result = self.runner.run([self.path, 'ps', '--name', name_pattern(names), '--state', 'running', '-o', 'json'],
-                                 check_rc=False, timeout=CRICTL_CALL_TIMEOUT)
-        if result.rc != 0:
-            return None, (result.stderr or result.stdout).strip() or 'rc=%s' % result.rc
-        try:
-            return parse_running(result.stdout, names), None
-        except (ValueError, AttributeError):
-            return None, 'crictl ps -o json printed no container list: %s' % result.stdout.strip()[:300]
-
-    def diagnostics(self, name):
-        """The last `crictl ps -a` lines for the container and the tail of its latest log, for the error message."""
-        lines = []
-        table = self.runner.run([self.path, 'ps', '-a', '--name', '^%s$' % name], check_rc=False,
-                                timeout=CRICTL_CALL_TIMEOUT)
-        rows = [line for line in (table.stdout or table.stderr).splitlines() if line.strip()]
-        lines.append('`crictl ps -a --name ^%s$`:\n%s' % (name, '\n'.join(rows[:6]) or '(nothing)'))
-        ids = self.runner.run([self.path, 'ps', '-a', '-q', '--name', '^%s$' % name], check_rc=False,
-                              timeout=CRICTL_CALL_TIMEOUT)
-        latest = [line.strip() for line in ids.stdout.splitlines() if line.strip()]
-        if latest:
-            logs = self.runner.run([self.path, 'logs', '--tail', str(LOG_TAIL_LINES), latest[0]], check_rc=False,
-                                   timeout=CRICTL_CALL_TIMEOUT)
-            text = '\n'.join(part for part in (logs.stdout.strip(), logs.stderr.strip()) if part)
-            lines.append('last %d log lines of container %s:\n%s' % (LOG_TAIL_LINES, latest[0], text or '(empty)'))
-        return '\n'.join(lines)
 
 
 def wait_for(crictl, pods, state, before, timeout, clock=time.time, sleep=time.sleep):

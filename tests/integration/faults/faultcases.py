@@ -128,9 +128,16 @@ def port_taken_on_cp2(lab, run_playbook, tmp_path, prefix):
         # restored members (seen running for a moment); the cause is cp2's.
         assert re.match(r"etcd restore FAILED on cp2 at step (start_etcd|wait_quorum) ", head), message
         assert "member cp2" in head or "members missing: cp2" in head, message
+        # ... and the cause inside cp2, read from its etcd container's log before the rollback touched it.
+        assert re.search(r"etcd on cp2: container \w+ exited \(attempt \d+\), its log ends with: [^;]*"
+                         r"bind: address already in use", head), message
         # What became of cp2 is said as read from it: back on its old files with its member down, or its rollback
         # failed with its state.
         assert "MEMBER DOWN on cp2" in message or "NOT ROLLED BACK: cp2, its rollback failed" in message, message
+        if "MEMBER DOWN on cp2" in message:
+            down = message.split("MEMBER DOWN on cp2", 1)[1].split("MEMBER DOWN", 1)[0]
+            assert re.search(r"Its container, read after the wait: etcd on cp2: container \w+ exited \(attempt \d+\), "
+                             r"its log ends with: .*?bind: address already in use", down), message
     finally:
         for sock in taken:
             sock.close()

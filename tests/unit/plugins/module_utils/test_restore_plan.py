@@ -618,6 +618,47 @@ def test_a_member_that_does_not_come_back_after_the_rollback_is_named_with_where
     assert 'ROLLED BACK: every control plane runs its previous data directory again' in whole
 
 
+BIND = 'discovery failed: listen tcp 127.0.1.2:2379: bind: address already in use'
+
+
+def test_the_cause_read_in_the_etcd_container_of_each_member_down_leads_the_first_line():
+    hosts, nodes = cluster(3)
+    plan = plan_for(hosts, nodes)['plan']
+    containers = {'cp1': 'etcd on cp1: container aaa is running (attempt 1)',
+                  'cp2': 'etcd on cp2: container bbb exited (attempt 3), its log ends with: ' + BIND}
+    failure = {'host': 'cp1', 'step': 'wait_quorum', 'task': 'Wait', 'msg': 'expected members missing: cp2',
+               'cluster': health_of(plan, ['cp2'])}
+    text = planner.rolled_back_text(plan, planner.attribute_failures(plan, [failure], containers),
+                                    health_of(plan, []), [], None, [], {}, OPTIONS)
+    # Only the member down is described (cp1, where the check ran, is healthy); the check's words follow.
+    assert text.startswith('etcd restore FAILED on cp2 at step wait_quorum (task "Wait"): etcd on cp2: container bbb '
+                           'exited (attempt 3), its log ends with: %s; expected members missing: cp2. ROLLED BACK'
+                           % BIND), text
+    # A failed start on one node carries that node's container; two members down carry both, in plan order.
+    start = {'host': 'cp2', 'step': 'start_etcd', 'task': 'Swap', 'msg': 'Static pod etcd on cp2 did not run'}
+    [attributed] = planner.attribute_failures(plan, [start], containers)
+    assert attributed['cause'] == containers['cp2']
+    both = dict(failure, cluster=health_of(plan, ['cp1', 'cp2']))
+    assert planner.attribute_failures(plan, [both], containers)[0]['cause'] == '%s; %s' % (containers['cp1'],
+                                                                                           containers['cp2'])
+    # Other steps (the stop, the API servers) are not about etcd coming up: no container is quoted.
+    stop = {'host': 'cp2', 'step': 'stop', 'task': 'Stop', 'msg': 'timeout'}
+    assert 'cause' not in planner.attribute_failures(plan, [stop], containers)[0]
+
+
+def test_a_member_still_down_after_the_rollback_quotes_its_container_read_after_the_wait():
+    hosts, nodes = cluster(3)
+    plan = plan_for(hosts, nodes)['plan']
+    failure = {'host': 'cp1', 'step': 'wait_quorum', 'task': 'Wait', 'msg': 'member cp2 is unreachable',
+               'cluster': health_of(plan, ['cp2'])}
+    after = {'cp2': 'etcd on cp2: container ccc exited (attempt 5), its log ends with: ' + BIND}
+    text = planner.rolled_back_text(plan, [failure], health_of(plan, ['cp2'], tolerated=['cp2']), [], None, [], {},
+                                    OPTIONS, after)
+    assert ('did not become healthy again within the wait (context deadline exceeded). Its container, read after the '
+            'wait: etcd on cp2: container ccc exited (attempt 5), its log ends with: %s. The cluster does not need it'
+            % BIND) in text, text
+
+
 # --- where the snapshot comes from ---------------------------------------------------------------
 
 def test_a_backup_of_this_cluster_is_recognised_by_its_members_and_peers_even_under_another_cluster_id():

@@ -441,23 +441,6 @@ def test_a_failing_source_move_names_where_the_old_manifest_went(run, node, monk
     assert result['pods'][0]['replaced_path'] == replaced and os.path.exists(replaced)
 
 
-def test_name_pattern_matches_exactly_the_names():
-    import re
-    pattern = re.compile(static_pod.name_pattern(['etcd', 'kube-apiserver', 'my.pod']))
-    assert [name for name in ('etcd', 'etcd-2', 'kube-apiserver', 'my.pod', 'myxpod') if pattern.search(name)] == [
-        'etcd', 'kube-apiserver', 'my.pod']
-
-
-def test_parse_running_groups_ids_by_name():
-    text = json.dumps({'containers': [{'id': 'a1', 'metadata': {'name': 'etcd'}},
-                                      {'id': 'b2', 'metadata': {'name': 'kube-apiserver'}},
-                                      {'id': 'c3', 'metadata': {'name': 'etcd'}},
-                                      {'id': 'd4', 'metadata': {'name': 'coredns'}}]})
-    assert static_pod.parse_running(text, ['etcd', 'kube-apiserver', 'kube-scheduler']) == {
-        'etcd': ['a1', 'c3'], 'kube-apiserver': ['b2'], 'kube-scheduler': []}
-    assert static_pod.parse_running('{"containers": null}', ['etcd']) == {'etcd': []}
-
-
 class ScriptedCrictl(object):
     """What crictl.running returns at each poll."""
 
