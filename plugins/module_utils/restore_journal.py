@@ -77,11 +77,12 @@ def _commands():
             'its pods started, quorum checked')
 
 
-def decide(runs, hosts, resume=False, rollback=False):
+def decide(runs, hosts, resume=False, rollback=False, unanswered=None):
     """What a new run may do about unfinished runs.
 
-    runs: {host: [{'run', 'step', 'journal'}]} for journals still 'running'. Returns {'action': 'none' | 'warn' |
-    'refuse' | 'resume' | 'abort', 'run', 'plan', 'steps' {host: step}, 'lines', 'msg'}.
+    runs: {host: [{'run', 'step', 'journal'}]} for journals still 'running'. unanswered: {host: the connection
+    error} for the control planes whose journals could not be read. Returns {'action': 'none' | 'warn' | 'refuse' |
+    'resume' | 'abort', 'run', 'plan', 'steps' {host: step}, 'lines', 'msg'}.
     """
     found = {}
     for host in hosts:
@@ -90,6 +91,17 @@ def decide(runs, hosts, resume=False, rollback=False):
     if resume and rollback:
         return _result('refuse', msg='etcd_restore_resume and etcd_restore_rollback were both given: choose one. '
                                      'Nothing was changed.')
+    if unanswered and (found or resume or rollback):
+        return _unanswered(found, hosts, unanswered)
+    if unanswered:
+        silent = [host for host in hosts if host in unanswered]
+        return _result('refuse', lines=_unanswered_lines(found, hosts, unanswered), msg=(
+            '%s did not answer (%s). A restore changes every control plane of the play together, so it does not '
+            'start without %s. Bring %s back, or, if %s lost for good, restore onto the others and declare %s: '
+            '-e etcd_restore_lost_hosts=%s (docs/restore.md, "Restoring onto the survivors"). Nothing was changed.'
+            % (', '.join(silent), _gist(unanswered[silent[0]]), 'it' if len(silent) == 1 else 'them',
+               'it' if len(silent) == 1 else 'them', 'it is' if len(silent) == 1 else 'they are',
+               'it' if len(silent) == 1 else 'them', ','.join(silent))))
     if not found:
         if resume or rollback:
             return _result('refuse', msg='%s was asked for, but no control plane of this play has an unfinished '
@@ -133,6 +145,35 @@ def decide(runs, hosts, resume=False, rollback=False):
         'An earlier restore run (%s) did not finish: %s is %s. Nothing was changed by this run. Two ways out, each one '
         'command: %s.\n%s' % (run, first[0], STEP_TEXT.get(steps[first[0]], steps[first[0]]), _commands(),
                               '\n'.join(lines))))
+
+
+def _gist(error):
+    return ' '.join(str(error or 'no answer').split())[:300]
+
+
+def _unanswered_lines(found, hosts, unanswered):
+    lines = ['%s: did not answer (%s)' % (host, _gist(unanswered[host])) for host in hosts if host in unanswered]
+    for host in hosts:
+        if host in unanswered:
+            continue
+        held = ['run %s %s' % (run, STEP_TEXT.get(entries[host]['step'], entries[host]['step']))
+                for run, entries in sorted(found.items()) if host in entries]
+        lines.append('%s: %s' % (host, '; '.join(held) if held else 'no unfinished restore run'))
+    return lines
+
+
+def _unanswered(found, hosts, unanswered):
+    """A run to finish or undo needs the journal of every control plane: one that does not answer may hold the
+    unfinished run, or be the only node still on it. Nothing is done until it answers."""
+    silent = [host for host in hosts if host in unanswered]
+    lines = _unanswered_lines(found, hosts, unanswered)
+    one = len(silent) == 1
+    return _result('refuse', lines=lines, msg=(
+        '%s did not answer, so %s journal%s of restore runs could not be read: whether %s an unfinished run, and at '
+        'which step, is unknown, and a run is only finished or undone with the journal of every control plane. '
+        'Nothing was changed on any control plane. Once %s %s over SSH again, run the same command.\n%s'
+        % (', '.join(silent), 'its' if one else 'their', '' if one else 's', 'it holds' if one else 'they hold',
+           ', '.join(silent), 'answers' if one else 'answer', '\n'.join(lines))))
 
 
 def _result(action, run=None, plan=None, steps=None, lines=None, msg=''):

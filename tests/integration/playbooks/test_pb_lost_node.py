@@ -101,3 +101,66 @@ def test_lost_node_after_the_stop_others_serve_then_abort_brings_it_back(lab, ru
     assert h.cluster_id(lab) == cluster_before
     assert h.keys(lab, with_values=True) == keys_before
     assert h.listdir(lab, "cp3", h.HOLDING_DIR) == []
+
+
+def init_pid(lab, host):
+    return lab._pid(lab.node(host)["init_pidfile"])
+
+
+def test_a_node_gone_for_good_keeps_the_others_serving_and_an_abort_waits_for_it(lab, run_playbook, tmp_path):
+    """cp2's sshd is killed once its etcd.yaml is held and stays dead (the node's init, which would restart it, is
+    frozen from outside): the restore and a first restore_abort.yml both run while cp2 cannot be reached. Neither
+    may touch cp1 and cp3, which serve the old cluster; the abort says what it could not do and keeps cp2's run
+    open. Once cp2 answers, the abort brings it back."""
+    snapshot = h.backup_with_marker(run_playbook, lab, str(tmp_path), PREFIX + "gone/")
+    lab.etcdctl("put", PREFIX + "gone/after-backup", "must-survive")
+    keys_before, cluster_before = h.keys(lab, with_values=True), h.cluster_id(lab)
+    manifests_before = {host: h.manifests(lab, host) for host in h.hosts(lab)}
+    runs_dir = lab.node_path("cp2", h.RUNS_DIR)
+    runs_before = set(os.listdir(runs_dir)) if os.path.isdir(runs_dir) else set()
+
+    init = init_pid(lab, "cp2")
+    os.kill(init, signal.SIGSTOP)
+    try:
+        done = threading.Event()
+        watcher = threading.Thread(target=cut_ssh_when_held, args=(lab, "cp2", "etcd.yaml", done))
+        watcher.start()
+        try:
+            run = h.restore(run_playbook, lab, snapshot)
+        finally:
+            done.set()
+            watcher.join()
+        assert run.rc != 0, run
+        assert not sshd_pids(lab, "cp2"), "cp2's sshd came back while its init was frozen"
+        message = run.result(h.ROLLED_BACK_TASK, "cp1")["msg"]
+        assert message.startswith("etcd restore FAILED on cp2 at step "), message
+        assert "ROLLED BACK on cp1, cp3:" in message and "NOT ROLLED BACK: cp2." in message, message
+        served = {host: h.manifests(lab, host) for host in ("cp1", "cp3")}
+
+        # The abort, while cp2 is still gone: it cannot undo cp2, says so, and leaves the serving nodes alone.
+        aborted = run_playbook(lab, ABORT_PLAYBOOK)
+        assert aborted.rc != 0, aborted
+        said = " | ".join(r["result"].get("msg", "") for r in aborted.failed())
+        assert "cp2" in said, aborted
+        assert [r["host"] for r in aborted.results if r["status"] == "unreachable"] == ["cp2"], aborted
+        for host in ("cp1", "cp3"):
+            assert h.manifests(lab, host) == served[host] == manifests_before[host], host
+            assert h.readyz(lab, host) == (200, "ok"), host
+            assert h.listdir(lab, host, h.HOLDING_DIR) == [], host
+        assert h.keys(lab, with_values=True, hosts=["cp1", "cp3"]) == keys_before
+        # cp2's run is still open in its journal: the one thing that can finish it later.
+        [run_id] = sorted(set(os.listdir(runs_dir)) - runs_before)
+        with open(os.path.join(runs_dir, run_id, "journal.json")) as handle:
+            assert json.load(handle)["status"] == "running"
+    finally:
+        os.kill(init, signal.SIGCONT)
+
+    # cp2 answers again (its init restarts sshd): the abort finds the run in its journal and puts it back.
+    assert h.wait_for(lambda: run_playbook(lab, "- hosts: cp2\n  gather_facts: false\n  tasks:\n"
+                                                "    - ansible.builtin.ping:\n").rc == 0, timeout=60)
+    aborted = run_playbook(lab, ABORT_PLAYBOOK)
+    assert aborted.rc == 0, aborted
+    assert h.wait_for(lambda: h.readyz_ok(lab, "cp2"), timeout=120)
+    h.assert_back_on_old_cluster(lab, cluster_before, keys_before, manifests_before)
+    with open(os.path.join(runs_dir, run_id, "journal.json")) as handle:
+        assert json.load(handle)["status"] == "aborted"

@@ -104,3 +104,32 @@ def test_the_journal_keeps_the_whole_plan_and_this_nodes_member():
     assert doc['status'] == 'running' and doc['format'] == 1
     with pytest.raises(ValueError):
         journal.journal_document(plan(), 'cp9', 'running', 'x')
+
+
+def test_a_control_plane_that_does_not_answer_blocks_finishing_or_undoing_a_run_and_nothing_is_guessed():
+    unanswered = {'cp2': 'Failed to connect to the host via ssh: ssh: connect to host 10.0.0.12 port 22: '
+                         'Connection refused'}
+    # The abort after a run whose rollback left cp2 unreachable: cp1 and cp3 are closed, cp2 cannot be read.
+    for asked in ({'rollback': True}, {'resume': True}):
+        decided = journal.decide({}, HOSTS, unanswered=unanswered, **asked)
+        assert decided['action'] == 'refuse'
+        first, lines = decided['msg'].split('\n', 1)
+        assert first == ('cp2 did not answer, so its journal of restore runs could not be read: whether it holds an '
+                         'unfinished run, and at which step, is unknown, and a run is only finished or undone with '
+                         'the journal of every control plane. Nothing was changed on any control plane. Once cp2 '
+                         'answers over SSH again, run the same command.')
+        assert lines.splitlines() == [
+            'cp2: did not answer (Failed to connect to the host via ssh: ssh: connect to host 10.0.0.12 port 22: '
+            'Connection refused)', 'cp1: no unfinished restore run', 'cp3: no unfinished restore run']
+    # An unfinished run on the others is named with its step; a new restore is refused as well.
+    decided = journal.decide(runs({'cp1': 'stopped', 'cp3': 'stopped'}), HOSTS, unanswered=unanswered)
+    assert decided['action'] == 'refuse' and decided['msg'].startswith('cp2 did not answer')
+    assert 'cp1: run 20261203T010000Z control plane stopped, etcd.yaml held aside' in decided['msg']
+    # A new restore with nothing unfinished does not start without cp2 either, and says how to go on without it.
+    decided = journal.decide({}, HOSTS, unanswered=unanswered)
+    assert decided['action'] == 'refuse'
+    assert decided['msg'] == (
+        'cp2 did not answer (Failed to connect to the host via ssh: ssh: connect to host 10.0.0.12 port 22: '
+        'Connection refused). A restore changes every control plane of the play together, so it does not start '
+        'without it. Bring it back, or, if it is lost for good, restore onto the others and declare it: '
+        '-e etcd_restore_lost_hosts=cp2 (docs/restore.md, "Restoring onto the survivors"). Nothing was changed.')
