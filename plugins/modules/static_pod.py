@@ -137,6 +137,10 @@ notes:
   - The kubelet notices a moved manifest through its file watch or, at the latest, at its next resync of the manifests
     directory (20 seconds by default); O(timeout) must allow for that.
   - The container runtime is polled with one C(crictl ps --state running -o json) call for all pods being waited for.
+  - One run at a time per node moves manifests - each takes an exclusive lock on C(.static_pod.lock) beside
+    O(holding_dir) before it looks at them, and waits up to O(timeout) (at least 120 seconds) for another run. A
+    module whose C(ansible-playbook) was interrupted keeps running on the node until it is done; a new run (an abort,
+    a resume) then sees the manifests where that one left them. Not in check mode.
 seealso:
   - module: kubeops.etcd.etcd_manifest_datadir
   - module: kubeops.etcd.etcd_restore
@@ -246,6 +250,7 @@ pods:
 '''
 
 import errno
+import fcntl
 import os
 import shutil
 import socket
@@ -262,6 +267,10 @@ from ansible_collections.kubeops.etcd.plugins.module_utils.files import (
 from ansible_collections.kubeops.etcd.plugins.module_utils.runner import Runner, find_tool
 
 POLL_INTERVAL = 0.1
+LOCK_NAME = '.static_pod.lock'
+LOCK_POLL = 0.2
+# A run waits for another one at least this long, whatever its own timeout (an orphaned stop waits up to its own).
+LOCK_MIN_WAIT = 120
 CONNECT_TIMEOUT = 0.5
 GROUPS = ('names', 'then')
 
@@ -553,6 +562,51 @@ def wait_closed(urls, timeout, clock=time.time, sleep=time.sleep):
         sleep(POLL_INTERVAL)
 
 
+def lock_path(holding_dir):
+    """One lock per node for every static_pod run that moves manifests: beside the holding dir, not in it."""
+    return os.path.join(os.path.dirname(os.path.normpath(holding_dir)), LOCK_NAME)
+
+
+def take_lock(holding_dir, wait, clock=time.time, sleep=time.sleep):
+    """An exclusive flock on the node's static_pod lock, waiting up to `wait` seconds for another run to finish.
+    The lock file holds the pid of the holder, for the message."""
+    path = lock_path(holding_dir)
+    make_private_dir(os.path.dirname(path))
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    deadline = clock() + wait
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                os.close(fd)
+                raise EtcdModuleError('Cannot lock %s on %s: %s. Nothing was moved.'
+                                      % (path, node_name(), exc.strerror or exc), path=path)
+        if clock() >= deadline:
+            holder = os.pread(fd, 32, 0).decode('ascii', 'replace').strip() or '?'
+            os.close(fd)
+            raise EtcdModuleError(
+                'Another static_pod run on %s (pid %s, for example of a restore whose ansible-playbook was '
+                'interrupted) has held %s for more than %d seconds: it may still be moving manifests. Wait for it '
+                '(ps -p %s), then run again. Nothing was moved.' % (node_name(), holder, path, wait, holder),
+                path=path, holder=holder)
+        sleep(LOCK_POLL)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, ('%d\n' % os.getpid()).encode('ascii'), 0)
+    return fd
+
+
+def release_lock(fd):
+    if fd is None:
+        return
+    try:
+        os.ftruncate(fd, 0)
+    except OSError:
+        pass
+    os.close(fd)
+
+
 def handle_group(module, crictl, pods, params):
     """Move every manifest of one group, then wait for all of them."""
     state = params['state']
@@ -607,9 +661,14 @@ def main():
     params = module.params
     pods = []
     group = 0
+    lock = None
     try:
         if params['timeout'] < 0:
             raise EtcdModuleError('timeout must be 0 or more seconds, got %d.' % params['timeout'])
+        if not module.check_mode:
+            # Before the plan reads where the manifests are: a run whose ansible-playbook was killed may still be
+            # moving them here (its module outlives the SSH session); this one waits until that one is done.
+            lock = take_lock(params['holding_dir'], max(params['timeout'], LOCK_MIN_WAIT))
         pods = plan(params)
         if params['then_after_closed']:
             if not params['then']:
@@ -650,7 +709,9 @@ def main():
             msg += '\nThe pods of then (%s) were not touched.' % ', '.join(untouched)
         details.setdefault('pods', public(pods))
         details['changed'] = changed
+        release_lock(lock)
         module.fail_json(msg=msg, **details)
+    release_lock(lock)
     module.exit_json(changed=any(pod['changed'] for pod in pods), pods=public(pods))
 
 

@@ -3,6 +3,11 @@ on the nodes, on a 3-node etcd 3.5.30 lab. Each time a new run refuses and names
 with -e etcd_restore_resume=true (exactly the snapshot), the other undone with restore_abort.yml (exactly the old data,
 old cluster ID, every manifest byte for byte).
 
+Two more moments, each then undone with restore_abort.yml: Ctrl-C half-way through the stop step (the leader's API
+server frozen once its manifest is held, so the stop waits for the kubelet's grace period before it moves etcd.yaml;
+the abort starts at once, while the interrupted stop still runs on the leader), and SIGKILL during the rollback itself
+(cp3's etcd fails on the restored data; the play is killed once a node has moved its restored data dir aside).
+
 The moments (test_pb_interrupted.py covers a SIGKILL while etcd waits to start on the restored data):
 - after the stop, before the swap: every manifest held on every node, no prepared etcd.yaml swapped in. The stop step
   is held open from outside: the leader's etcd (stopped last) is frozen (SIGSTOP) as soon as its API server is held,
@@ -66,3 +71,96 @@ def test_sigkill_after_the_start_step_began_then_abort_gives_exactly_the_old_dat
         assert f.journal(lab, host, run)["status"] == "aborted"
         assert glob.glob(lab.node_path(host, member["new_data_dir"]) + ".failed-*"), host
         assert h.manifest_data_dir(lab, host) == member["old_data_dir"]
+
+
+def abort_gives_exactly_the_old_data(lab, run_playbook, run, before):
+    """restore_abort.yml: every node on its old data dir, the old members, cluster ID, keys and manifests; the run's
+    journals aborted."""
+    aborted = run_playbook(lab, f.ABORT_PLAYBOOK)
+    assert aborted.rc == 0, aborted
+    assert "the operator asked to undo the unfinished restore run %s" % run in aborted.stdout
+    h.assert_back_on_old_cluster(lab, before["cluster"], before["keys"], before["manifests"])
+    assert h.members(lab) == before["members"]
+    for host in h.hosts(lab):
+        member = f.journal(lab, host, run)["member"]
+        assert f.journal(lab, host, run)["status"] == "aborted"
+        assert h.manifest_data_dir(lab, host) == member["old_data_dir"]
+    return aborted
+
+
+def state_before(lab):
+    return {"cluster": h.cluster_id(lab), "keys": h.keys(lab, with_values=True), "members": h.members(lab),
+            "manifests": dict((host, h.manifests(lab, host)) for host in h.hosts(lab)),
+            "runs": dict((host, f.runs(lab, host)) for host in h.hosts(lab))}
+
+
+def test_ctrl_c_half_way_through_the_stop_then_abort_at_once_gives_exactly_the_old_data(lab, run_playbook, tmp_path):
+    """The modules a killed ansible-playbook started keep running on the nodes: the leader's stop goes on after the
+    Ctrl-C. The abort, started at once, waits for it (one static_pod run at a time per node) instead of racing it."""
+    snapshot = h.backup(run_playbook, lab, str(tmp_path / "backups"))["snapshot"]
+    lab.etcdctl("put", PREFIX + "before-the-stop-was-cut", "must-stay")
+    before = state_before(lab)
+    leader = f.leader_host(lab)
+    # The leader's API server hangs once its manifest is held: its stop step waits for the kubelet's grace period
+    # with etcd.yaml still in the manifests dir.
+    frozen = [h.container_pid(lab, leader, "kube-apiserver")]
+    watcher = f.Watcher(lambda: "kube-apiserver.yaml" in f.held(lab, leader), lambda: f.freeze(frozen))
+    watcher.start()
+    play = f.Background(lab, tmp_path, {"snapshot": snapshot}, name="cut-in-the-stop")
+    try:
+        try:
+            play.wait_until(lambda: watcher.fired and "etcd.yaml" not in f.held(lab, leader), 240,
+                            "the leader's API server held and frozen, its etcd.yaml not yet")
+            play.interrupt(signal.SIGINT)
+        finally:
+            watcher.stop()
+            play.close()
+        run = f.new_runs(lab, before["runs"])["cp1"]
+        for host in h.hosts(lab):
+            assert f.journal(lab, host, run)["status"] == "running"
+            assert not f.swapped(lab, before["runs"], host)
+        # Cut half way: the leader's API server held, its etcd still on the previous data (its stop goes on).
+        assert "kube-apiserver.yaml" in f.held(lab, leader) and "etcd.yaml" not in f.held(lab, leader)
+        abort_gives_exactly_the_old_data(lab, run_playbook, run, before)
+    finally:
+        f.thaw(frozen)
+
+
+def test_sigkill_during_the_rollback_then_abort_gives_exactly_the_old_data(lab, run_playbook, tmp_path):
+    snapshot = h.backup(run_playbook, lab, str(tmp_path / "backups"))["snapshot"]
+    lab.etcdctl("put", PREFIX + "before-the-rollback-was-cut", "must-stay")
+    before = state_before(lab)
+    lab.set_fault("cp3", "etcd", when_manifests_match=h.next_restore_pattern(lab, "cp3"),
+                  message="etcd cannot open its data dir")
+
+    def moved_aside():
+        """The nodes of the new run whose restored data dir the rollback has moved aside."""
+        found = []
+        for host, run in f.new_runs(lab, before["runs"]).items():
+            try:
+                new_dir = f.journal(lab, host, run)["member"]["new_data_dir"] if run else None
+            except (OSError, ValueError):
+                new_dir = None
+            if new_dir and glob.glob(lab.node_path(host, new_dir) + ".failed-*"):
+                found.append(host)
+        return found
+    play = f.Background(lab, tmp_path, {"snapshot": snapshot, "etcd_restore_pod_timeout": 15}, name="cut-rollback")
+    try:
+        play.wait_until(lambda: moved_aside(), 300, "a node moving its restored data dir aside (the rollback)")
+        play.interrupt(signal.SIGKILL)
+    finally:
+        play.close()
+        lab.clear_faults("cp3")
+    run = f.new_runs(lab, before["runs"])["cp1"]
+    for host in h.hosts(lab):
+        assert f.journal(lab, host, run)["status"] == "running"
+
+    refused = h.restore(run_playbook, lab, snapshot, check=True)
+    assert refused.rc != 0, refused
+    assert f.first_line(" | ".join(f.failure_messages(refused))).startswith(
+        "An earlier restore run (%s) did not finish: " % run), refused
+
+    abort_gives_exactly_the_old_data(lab, run_playbook, run, before)
+    for host in h.hosts(lab):
+        member = f.journal(lab, host, run)["member"]
+        assert glob.glob(lab.node_path(host, member["new_data_dir"]) + ".failed-*"), host

@@ -588,3 +588,34 @@ def test_move_never_overwrites(tmp_path):
     with pytest.raises(EtcdModuleError, match='the target exists'):
         static_pod.move_file(str(tmp_path / 'a'), str(tmp_path / 'b'))
     assert (tmp_path / 'b').read_text() == 'b'
+
+
+def test_one_run_at_a_time_moves_manifests_and_a_second_waits_then_says_who_holds_the_lock(tmp_path):
+    import fcntl
+    holding = str(tmp_path / 'kubeops-etcd' / 'held')
+    fd = static_pod.take_lock(holding, 5)
+    path = static_pod.lock_path(holding)
+    assert path == str(tmp_path / 'kubeops-etcd' / '.static_pod.lock')
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(str(tmp_path / 'kubeops-etcd')).st_mode) == 0o700
+    assert open(path).read() == '%d\n' % os.getpid()
+    # Another run waits for it (a fake clock: 10 s pass per poll) and then names the holder and the fix.
+    now = [0.0]
+
+    def sleep(seconds):
+        now[0] += 10
+    with pytest.raises(EtcdModuleError) as caught:
+        static_pod.take_lock(holding, 30, clock=lambda: now[0], sleep=sleep)
+    assert caught.value.msg.startswith('Another static_pod run on %s (pid %d, ' % (static_pod.node_name(), os.getpid()))
+    assert 'has held %s for more than 30 seconds' % path in caught.value.msg
+    assert caught.value.msg.endswith('Nothing was moved.')
+    assert now[0] >= 30
+    # Released: the next run takes it at once, and the file is never left holding a dead pid.
+    static_pod.release_lock(fd)
+    assert open(path).read() == ''
+    again = static_pod.take_lock(holding, 0)
+    probe = os.open(path, os.O_RDWR)
+    with pytest.raises(OSError):
+        fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.close(probe)
+    static_pod.release_lock(again)
