@@ -1,5 +1,5 @@
 """Cases of the fault suite that run on more than one etcd version (test_fault_interrupted.py and
-test_fault_port_taken.py on 3.5.30, test_fault_etcd34.py on 3.4.23). Each asserts the end state and the first line
+test_fault_port_taken.py on 3.5.30, test_fault_etcd34.py on 3.4.23, where the port taken is the peer port). Each asserts the end state and the first line
 of what the operator reads."""
 
 import re
@@ -87,15 +87,16 @@ def killed_after_the_stop_then_resumed(lab, run_playbook, tmp_path, prefix, sig)
     resume_gives_exactly_the_snapshot(lab, run_playbook, snapshot, run, keys_at_backup)
 
 
-def port_taken_on_cp2(lab, run_playbook, tmp_path, prefix):
-    """cp2's client address is bound by the test right after its etcd stops, and kept until the checks are done."""
+def port_taken_on_cp2(lab, run_playbook, tmp_path, prefix, which="client"):
+    """cp2's client (or peer) address is bound by the test right after its etcd stops, and kept until the checks
+    are done."""
     lab.etcdctl("put", prefix + "in-snapshot", "yes")
     snapshot = h.backup(run_playbook, lab, str(tmp_path / "backups"))["snapshot"]
     lab.etcdctl("put", prefix + "after-backup", "must-survive-the-rollback")
     keys_before, cluster_before = h.keys(lab, with_values=True), h.cluster_id(lab)
     manifests_before = {host: h.manifests(lab, host) for host in h.hosts(lab)}
     before = {host: f.runs(lab, host) for host in h.hosts(lab)}
-    ip, port = f.client_address(lab, "cp2")
+    ip, port = f.etcd_address(lab, "cp2", which)
     taken = []
 
     def take():
@@ -111,7 +112,7 @@ def port_taken_on_cp2(lab, run_playbook, tmp_path, prefix):
             run = h.restore(run_playbook, lab, snapshot, etcd_restore_pod_timeout=30, etcd_restore_health_timeout=60)
         finally:
             watcher.stop()
-        assert taken, "cp2's client port was never free during the restore:\n%r" % run
+        assert taken, "cp2's %s port was never free during the restore:\n%r" % (which, run)
         assert run.rc != 0, run
         message = f.final_message(run)
         head = f.first_line(message)

@@ -206,8 +206,9 @@ def take_port(ip, port):
     return sock
 
 
-def client_address(lab, host):
-    url = lab.node(host)["client_url"]
+def etcd_address(lab, host, which="client"):
+    """(ip, port) of a node's etcd client or peer URL."""
+    url = lab.node(host)["%s_url" % which]
     ip, port = url.split("//", 1)[1].rsplit(":", 1)
     return ip, int(port)
 
