@@ -113,7 +113,7 @@ options:
         (phase rollback; the M(kubeops.etcd.etcd_cluster_health) result after the rollback, registered on the hosts
         that ran it; it takes the place of O(rollback_cluster)), C(etcd_container) and C(etcd_container_after) (phase
         rollback; the M(kubeops.etcd.static_pod_info) result of the node's etcd, read when the rollback starts after a
-        failed start or quorum wait and again after the rollback's wait for a member still down: its cause goes into
+        failed start or quorum wait and again after the rollback's wait for a member still down; its cause goes into
         the first line and into the C(MEMBER DOWN) line).
     type: dict
     default: {}
