@@ -142,25 +142,25 @@ class Crictl(object):
     def _run(self, argv):
         return self.runner.run([self.path] + argv, check_rc=False, timeout=CRICTL_CALL_TIMEOUT)
 
-    def running(self, names):
-        """({name: [IDs of running containers]}, None), or (None, error) when crictl fails."""
-        result = self._run(['ps', '--name', name_pattern(names), '--state', 'running', '-o', 'json'])
+    def _ps_json(self, argv, parse):
+        """(parse(stdout of `crictl ps ... -o json`), None), or (None, error) when crictl fails."""
+        result = self._run(['ps'] + argv + ['-o', 'json'])
         if result.rc != 0:
             return None, (result.stderr or result.stdout).strip() or 'rc=%s' % result.rc
         try:
-            return parse_running(result.stdout, names), None
+            return parse(result.stdout), None
         except (ValueError, AttributeError):
-            return None, 'crictl ps -o json printed no container list: %s' % result.stdout.strip()[:300]
+            return None, 'crictl ps %s -o json printed no container list: %s' % (' '.join(argv[:1]),
+                                                                                 result.stdout.strip()[:300])
+
+    def running(self, names):
+        """({name: [IDs of running containers]}, None), or (None, error) when crictl fails."""
+        return self._ps_json(['--name', name_pattern(names), '--state', 'running'],
+                             lambda text: parse_running(text, names))
 
     def newest(self, name):
         """(the newest container of name, running or not, or None; None), or (None, error) when crictl fails."""
-        result = self._run(['ps', '-a', '--name', name_pattern([name]), '-o', 'json'])
-        if result.rc != 0:
-            return None, (result.stderr or result.stdout).strip() or 'rc=%s' % result.rc
-        try:
-            return newest_container(result.stdout, name), None
-        except (ValueError, AttributeError):
-            return None, 'crictl ps -a -o json printed no container list: %s' % result.stdout.strip()[:300]
+        return self._ps_json(['-a', '--name', name_pattern([name])], lambda text: newest_container(text, name))
 
     def log_tail(self, container_id, lines=LOG_TAIL_LINES):
         """The last lines of a container's log. crictl prints what the container wrote to stderr on stderr, and

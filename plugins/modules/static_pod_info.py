@@ -41,20 +41,8 @@ options:
     type: path
 extends_documentation_fragment:
   - kubeops.etcd.attributes
+  - kubeops.etcd.attributes.INFO_MODULE
   - kubeops.etcd.attributes.ACTIONGROUP_ETCD
-attributes:
-  check_mode:
-    support: full
-    details:
-      - The module reads the same in check mode.
-  diff_mode:
-    support: N/A
-    details:
-      - This action does not modify state.
-  idempotent:
-    support: full
-    details:
-      - This action does not modify state.
 requirements:
   - C(crictl) on the managed node.
 notes:

@@ -56,6 +56,18 @@ def cut_ssh_when_held(lab, host, held_name, done):
         time.sleep(0.05)
 
 
+def restore_cutting_ssh(lab, run_playbook, snapshot, host):
+    """restore.yml, while every sshd of host is killed once its etcd.yaml is held (the stop step runs there)."""
+    done = threading.Event()
+    watcher = threading.Thread(target=cut_ssh_when_held, args=(lab, host, "etcd.yaml", done))
+    watcher.start()
+    try:
+        return h.restore(run_playbook, lab, snapshot)
+    finally:
+        done.set()
+        watcher.join()
+
+
 def test_lost_node_after_the_stop_others_serve_then_abort_brings_it_back(lab, run_playbook, tmp_path):
     snapshot = h.backup_with_marker(run_playbook, lab, str(tmp_path), PREFIX)
     lab.etcdctl("put", PREFIX + "after-backup", "must-survive")
@@ -63,14 +75,7 @@ def test_lost_node_after_the_stop_others_serve_then_abort_brings_it_back(lab, ru
     cluster_before = h.cluster_id(lab)
     manifests_before = {host: h.manifests(lab, host) for host in h.hosts(lab)}
 
-    done = threading.Event()
-    watcher = threading.Thread(target=cut_ssh_when_held, args=(lab, "cp3", "etcd.yaml", done))
-    watcher.start()
-    try:
-        run = h.restore(run_playbook, lab, snapshot)
-    finally:
-        done.set()
-        watcher.join()
+    run = restore_cutting_ssh(lab, run_playbook, snapshot, "cp3")
     assert run.rc != 0, run
     message = run.result(h.ROLLED_BACK_TASK, "cp1")["msg"]
     first = message.split(". ")[0]
@@ -122,14 +127,7 @@ def test_a_node_gone_for_good_keeps_the_others_serving_and_an_abort_waits_for_it
     init = init_pid(lab, "cp2")
     os.kill(init, signal.SIGSTOP)
     try:
-        done = threading.Event()
-        watcher = threading.Thread(target=cut_ssh_when_held, args=(lab, "cp2", "etcd.yaml", done))
-        watcher.start()
-        try:
-            run = h.restore(run_playbook, lab, snapshot)
-        finally:
-            done.set()
-            watcher.join()
+        run = restore_cutting_ssh(lab, run_playbook, snapshot, "cp2")
         assert run.rc != 0, run
         assert not sshd_pids(lab, "cp2"), "cp2's sshd came back while its init was frozen"
         message = run.result(h.ROLLED_BACK_TASK, "cp1")["msg"]
