@@ -2,7 +2,7 @@
 #   make test   every quality gate: sanity, lint, unit, lab, integration, molecule, compat (what CI runs)
 #   make demo   lab up, load data, back up, break the cluster, restore, verify, lab down
 #   make compat the oldest ansible-core meta/runtime.yml allows: unit tests, sanity, a backup/restore round trip
-#   make faults the fault suite (tests/integration/faults): signals, a taken port, a full disk, a quorum timeout
+#   make faults the fault suite alone (tests/integration/faults, also in make test): signals, taken ports, full disks
 #   make bench  the benchmark (BENCH_ARGS="--quick", or --sizes 10M,200M,1G --nodes 3,5 --rounds 3)
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -82,11 +82,12 @@ unit: install
 lab-test: install
 	$(PY) -m pytest -q tests/lab
 
-# The fault suite (tests/integration/faults, about 8 minutes of the 2 CI cores) runs with `make faults`: with it
-# `make test` took 48 minutes on the 2-core CI machine, past its 45.
+# Every integration file, the fault suite (tests/integration/faults) included, three files at a time: the fault files
+# come first in collection order, so their long cases (timeouts, ten restores) start early instead of ending the run.
 integration: install
-	$(PY) -m pytest -q -n 3 --dist loadfile --durations=0 --durations-min=15 --ignore=tests/integration/faults tests/integration
+	$(PY) -m pytest -q -n 3 --dist loadfile --durations=0 --durations-min=15 tests/integration
 
+# The fault suite alone (also part of `make integration` and `make test`).
 faults: install
 	$(PY) -m pytest -q -n 2 --dist loadfile --durations=20 tests/integration/faults
 

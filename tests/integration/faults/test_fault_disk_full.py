@@ -98,7 +98,7 @@ def test_disk_filling_up_during_the_rollback_the_quorum_serves_and_abort_brings_
             assert h.listdir(lab, host, h.HOLDING_DIR) == [], host
             assert h.readyz(lab, host) == (200, "ok"), (host, message)
         # cp2 as the message says: still on the restored data dir; the first line names both failures and the cause.
-        assert h.manifest_data_dir(lab, "cp2") == new_dir
+        assert h.manifest_data_dir(lab, "cp2") == new_dir, message
         assert ("cp2: etcd.yaml is active in /etc/kubernetes/manifests and points at %s" % new_dir) in message, message
         assert "failed on cp1 at step start_etcd" in head or "FAILED on cp1 at step start_etcd" in head, run
         assert "on cp2 at step rollback" in head and NO_SPACE in head.lower(), message
