@@ -146,7 +146,7 @@ def test_sigkill_during_the_rollback_then_abort_gives_exactly_the_old_data(lab, 
         return found
     play = f.Background(lab, tmp_path, {"snapshot": snapshot, "etcd_restore_pod_timeout": 15}, name="cut-rollback")
     try:
-        play.wait_until(lambda: moved_aside(), 300, "a node moving its restored data dir aside (the rollback)")
+        play.wait_until(moved_aside, 300, "a node moving its restored data dir aside (the rollback)")
         play.interrupt(signal.SIGKILL)
     finally:
         play.close()
