@@ -20,6 +20,7 @@ from ansible.plugins.action import ActionBase
 from ansible_collections.kubeops.etcd.plugins.module_utils.hostvars import collect
 from ansible_collections.kubeops.etcd.plugins.module_utils import restore_journal
 from ansible_collections.kubeops.etcd.plugins.module_utils import restore_plan as planner
+from ansible_collections.kubeops.etcd.plugins.module_utils.topology import decide_topology
 from ansible_collections.kubeops.etcd.plugins.module_utils.errors import EtcdModuleError
 from ansible_collections.kubeops.etcd.plugins.module_utils.files import (
     TRAILING_HASH_SIZE, inspect_bolt_file, snapshot_digests)
@@ -40,6 +41,8 @@ ARGUMENT_SPEC = dict(
     rollback=dict(type='bool', default=False),
     hosts=dict(type='list', elements='str'),
     lost_hosts=dict(type='raw'),
+    etcd_group=dict(type='str', default=''),
+    etcd_hosts=dict(type='list', elements='str', default=[]),
     host_vars=dict(type='dict', default={}),
     old_cluster=dict(type='raw'),
     options=dict(type='dict'),
@@ -213,7 +216,11 @@ class ActionModule(ActionBase):
         return {'snapshot': facts}
 
     def _phase_declared(self, args, task_vars):
-        """The control planes declared lost (etcd_restore_lost_hosts), checked against the play's hosts."""
+        """What the inventory declares: external etcd (refused: not built yet), and the control planes declared lost
+        (etcd_restore_lost_hosts), checked against the play's hosts."""
+        external = planner.external_refusals(decide_topology(args['etcd_group'], args['etcd_hosts']))
+        if external:
+            return {'failed': True, 'msg': planner.refusal_text(external), 'refusals': external}
         decided = planner.declared_lost(args['hosts'] or [], args['lost_hosts'] or [])
         if decided['refusals']:
             return {'failed': True, 'msg': planner.refusal_text(decided['refusals']), 'refusals': decided['refusals']}

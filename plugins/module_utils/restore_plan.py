@@ -411,6 +411,22 @@ def _check_space(host, info, plan, snapshot, options, refusals):
 MEMBER_PLAYBOOK = 'playbooks/member.yml'
 
 
+def external_refusals(topology):
+    """restore.yml restores etcd that runs as the static pod etcd.yaml on the control planes (stacked, kubeadm's
+    default). An inventory group of etcd hosts (external etcd: static pods on hosts of their own, or systemd units,
+    kubespray's too) is refused before anything is read or changed: nothing here would find its members."""
+    if not topology or topology.get('name') != 'external':
+        return []
+    group = topology['etcd_group']
+    return [refusal(
+        ', '.join(topology['etcd_hosts']),
+        "external etcd: the inventory group '%s' lists %s, so etcd does not run as the static pod etcd.yaml on the "
+        'control planes; restore.yml restores stacked etcd only (kubeadm\'s default), and the restore of external '
+        'etcd (static pods on the etcd hosts or systemd units) is not built yet' % (group, ', '.join(topology['etcd_hosts'])),
+        'restore it by hand as docs/restore.md, "External etcd", says (backup.yml backs it up as usual); if those '
+        "hosts do not run etcd, run with -e etcd_restore_etcd_group='' (or name the right group).")]
+
+
 def declared_lost(play_hosts, lost_hosts):
     """The control planes declared lost (etcd_restore_lost_hosts), in play order, or the refusals.
 

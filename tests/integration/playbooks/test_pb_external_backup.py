@@ -99,3 +99,28 @@ def test_backup_of_external_etcd_holds_the_clusters_keys_and_says_it_is_external
                    "etc/kubernetes/pki/etcd/ca.crt", "etc/kubernetes/manifests/kube-apiserver.yaml"):
         assert wanted in names, (wanted, names)
     assert "etc/kubernetes/manifests/etcd.yaml" not in names
+
+
+def test_restore_of_external_etcd_is_refused_at_its_first_task_changing_nothing(lab, run_playbook):
+    """restore.yml restores stacked etcd only: with hosts in the `etcd` group it is refused before anything is read
+    from a node, with and without --check; the cluster's keys, ID and the control planes' manifests are unchanged."""
+    keys, cluster = h.keys(lab, with_values=True), h.cluster_id(lab)
+    manifests = {host: [h.read_node_file(lab, host, "/etc/kubernetes/manifests/" + name) for name in h.MANIFESTS[1:]]
+                 for host in ("cp1", "cp2")}
+    for check in (True, False):
+        run = h.restore(run_playbook, lab, "latest", check=check)
+        assert run.rc != 0, run
+        [failed] = run.failed()
+        assert failed["task"].endswith("Check what the inventory declares (no external etcd group; the control "
+                                       "planes declared lost)"), failed
+        assert failed["result"]["msg"].startswith(
+            "The restore was refused before anything was changed: etcd1, etcd2, etcd3: external etcd: the inventory "
+            "group 'etcd' lists etcd1, etcd2, etcd3, so etcd does not run as the static pod etcd.yaml on the control "
+            "planes;"), failed
+        assert 'docs/restore.md, "External etcd"' in failed["result"]["msg"]
+        # Nothing ran on any node: the refusal is the play's first task after the argument check.
+        assert [r for r in run.results if r["status"] not in ("skipped",) and "Validating arguments" not in r["task"]
+                and r is not failed] == [], run
+    assert h.keys(lab, with_values=True) == keys and h.cluster_id(lab) == cluster
+    assert {host: [h.read_node_file(lab, host, "/etc/kubernetes/manifests/" + name) for name in h.MANIFESTS[1:]]
+            for host in ("cp1", "cp2")} == manifests

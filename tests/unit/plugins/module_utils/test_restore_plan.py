@@ -921,3 +921,18 @@ def test_the_same_failure_on_several_nodes_is_said_once_naming_them_all():
                                  {'host': 'cp3', 'step': 'rollback', 'task': 'other', 'msg': 'm'}])
     assert text == ('on cp1, cp2 at step rollback (task "Rollback: stop"): The previous cluster did not come back; '
                     'on cp3 at step rollback (task "other"): m')
+
+
+def test_external_etcd_is_refused_before_anything_naming_the_group_the_hosts_and_the_way_by_hand():
+    from ansible_collections.kubeops.etcd.plugins.module_utils.topology import decide_topology
+    [refused] = planner.external_refusals(decide_topology('etcd', ['etcd1', 'etcd2', 'etcd3']))
+    text = planner.refusal_text([refused])
+    assert text.splitlines()[0] == (
+        "The restore was refused before anything was changed: etcd1, etcd2, etcd3: external etcd: the inventory group "
+        "'etcd' lists etcd1, etcd2, etcd3, so etcd does not run as the static pod etcd.yaml on the control planes; "
+        "restore.yml restores stacked etcd only (kubeadm's default), and the restore of external etcd (static pods on "
+        "the etcd hosts or systemd units) is not built yet")
+    assert 'docs/restore.md, "External etcd"' in text and "-e etcd_restore_etcd_group=''" in text
+    # Stacked (no group, an empty group, or an empty name): nothing to refuse.
+    for group, hosts in (('etcd', []), ('', ['etcd1'])):
+        assert planner.external_refusals(decide_topology(group, hosts)) == []
