@@ -29,3 +29,11 @@ options:
       - C(crictl) used with O(tools_source=container). Default from C(PATH).
     type: path
 '''
+
+    # The crictl that reads and stops static pods (static_pod, static_pod_info).
+    CRICTL = r'''
+options:
+  crictl_path:
+    description: Path of C(crictl); by default it is looked up in E(PATH), C(/usr/local/bin), C(/usr/bin) and C(/opt/bin).
+    type: path
+'''

@@ -113,11 +113,9 @@ options:
     description: Seconds to wait for the pods of O(names), and again for those of O(then).
     type: int
     default: 120
-  crictl_path:
-    description: Path of C(crictl); by default it is looked up in E(PATH), C(/usr/local/bin), C(/usr/bin) and C(/opt/bin).
-    type: path
 extends_documentation_fragment:
   - kubeops.etcd.attributes
+  - kubeops.etcd.tools.CRICTL
   - kubeops.etcd.attributes.ACTIONGROUP_ETCD
 attributes:
   check_mode:

@@ -11,7 +11,7 @@ DOCUMENTATION = r'''
 ---
 module: static_pod_info
 short_description: Read why a static pod's container stopped (its state, attempt and the cause in its log)
-version_added: 0.1.0
+version_added: 0.3.0
 description:
   - Reads, for each static pod of O(names), the newest container the runtime knows of it (C(crictl ps -a)), running
     or exited, with its attempt number, the tail of its log (C(crictl logs --tail)) and the one log line that says
@@ -36,11 +36,9 @@ options:
     description: How many of the last log lines to read (and return in RV(pods[].log_tail)).
     type: int
     default: 40
-  crictl_path:
-    description: Path of C(crictl); by default it is looked up in E(PATH), C(/usr/local/bin), C(/usr/bin) and C(/opt/bin).
-    type: path
 extends_documentation_fragment:
   - kubeops.etcd.attributes
+  - kubeops.etcd.tools.CRICTL
   - kubeops.etcd.attributes.INFO_MODULE
   - kubeops.etcd.attributes.ACTIONGROUP_ETCD
 requirements:
