@@ -76,7 +76,12 @@ def test_disk_filling_up_during_the_rollback_the_quorum_serves_and_abort_brings_
     f.mount_tmpfs(lab, "cp2", h.HOLDING_DIR, "1m")
     mounted = True
     try:
-        watcher = f.Watcher(lambda: f.swapped(lab, before, "cp2"), lambda: f.fill(lab, "cp2", h.HOLDING_DIR))
+        def swapped_and_freed():
+            """The prepared etcd.yaml swapped in on cp2 and the original's copy in the holding dir removed: the swap
+            moves it across filesystems (copy, rename into replaced/, then unlink), and a fill before the unlink
+            would leave the rollback the page the unlink frees."""
+            return f.swapped(lab, before, "cp2") and "etcd.yaml" not in f.node_listing(lab, "cp2", h.HOLDING_DIR)
+        watcher = f.Watcher(swapped_and_freed, lambda: f.fill(lab, "cp2", h.HOLDING_DIR))
         watcher.start()
         try:
             run = h.restore_with_fault(run_playbook, lab, snapshot, "cp1", "etcd", "etcd cannot open its data dir",
