@@ -82,7 +82,8 @@ def decide(runs, hosts, resume=False, rollback=False, unanswered=None):
 
     runs: {host: [{'run', 'step', 'journal'}]} for journals still 'running'. unanswered: {host: the connection
     error} for the control planes whose journals could not be read. Returns {'action': 'none' | 'warn' | 'refuse' |
-    'resume' | 'abort', 'run', 'plan', 'steps' {host: step}, 'lines', 'msg'}.
+    'resume' | 'abort' | 'close', 'run', 'plan', 'steps' {host: step}, 'lines', 'msg'}. 'close': an abort of a run
+    that stopped nothing, whose journals are only closed.
     """
     found = {}
     for host in hosts:
@@ -125,10 +126,20 @@ def decide(runs, hosts, resume=False, rollback=False, unanswered=None):
             lines.append('%s: no journal of this run (the node was not part of it, or its files are gone)' % host)
     planned = [m['host'] for m in plan['members']]
     missing = [h for h in planned if h not in steps]
-    if all(step == 'prepared' for step in steps.values()) and not (resume or rollback):
+    # Interrupted before the stop: every pod in place, every etcd.yaml on its previous data dir. Nothing is put
+    # back; the journals are closed (a new run: abandoned, once its own members are prepared; an abort: aborted),
+    # so that neither a later interrupted run nor prune.yml trips over them.
+    nothing_stopped = all(step == 'prepared' for step in steps.values())
+    if nothing_stopped and not (resume or rollback):
         return _result('warn', run=run, plan=plan, steps=steps, lines=lines,
                        msg='An earlier restore run (%s) was interrupted before anything was stopped; nothing it left '
-                           'is in use. playbooks/prune.yml lists what it left.' % run)
+                           'is in use. This run closes its journal (abandoned) once its own members are prepared; '
+                           'playbooks/prune.yml lists what it left.' % run)
+    if nothing_stopped and rollback:
+        return _result('close', run=run, plan=plan, steps=steps, lines=lines,
+                       msg='The unfinished restore run %s was interrupted before anything was stopped: every pod is '
+                           'in place and every etcd.yaml points at its previous data dir, so nothing is stopped or put '
+                           'back. Its journals are closed (aborted); playbooks/prune.yml lists what it prepared.' % run)
     if rollback:
         return _result('abort', run=run, plan=plan, steps=steps, lines=lines)
     if resume:

@@ -16,7 +16,9 @@ description:
   - Each control plane keeps C(<runs_dir>/<run>/journal.json) (mode C(0600)) for a restore run of the
     C(kubeops.etcd.etcd_restore) role, written once every member is prepared and before the first pod stops. It holds the
     whole plan, so that an interrupted run can be finished or undone from any node's journal.
-  - O(state=present) writes it with status V(running); O(state=closed) sets its final status.
+  - O(state=present) writes it with status V(running); O(state=closed) sets its final status. A run interrupted
+    before it stopped anything is closed V(abandoned) by the next restore, or V(aborted) by C(restore_abort.yml),
+    with O(expect_step=prepared), so only while the node's files still say that nothing was stopped.
   - O(state=read) lists the runs whose journal is still V(running) and tells, for each, the step the node reached - read
     from the node's files, since every step of the outage is one atomic rename (a manifest into the holding dir, the
     prepared C(etcd.yaml) into the manifests dir, a held manifest back).
@@ -46,15 +48,24 @@ options:
     description: With O(state=present), this node's inventory host name, as the plan names it.
     type: str
   status:
-    description: With O(state=closed), the run's final status.
+    description:
+      - With O(state=closed), the run's final status.
+      - V(abandoned) - the run was interrupted before it stopped anything and a later restore replaced it.
     type: str
-    choices: [done, rolled_back, aborted]
+    choices: [done, rolled_back, aborted, abandoned]
+  expect_step:
+    description:
+      - With O(state=closed), the step the node's files must show for the run (as C(step) of RV(runs) with O(state=read)).
+        When they show another one the journal is left as it is and the task fails (something moved the node's
+        manifests since the run was read, for example a module of an interrupted play that still runs on the node).
+    type: str
+    choices: [prepared]
   manifests_dir:
-    description: The kubelet's static pod directory (O(state=read)).
+    description: The kubelet's static pod directory (O(state=read), and O(state=closed) with O(expect_step)).
     type: path
     default: /etc/kubernetes/manifests
   holding_dir:
-    description: Where the role holds manifests aside (O(state=read)).
+    description: Where the role holds manifests aside (O(state=read), and O(state=closed) with O(expect_step)).
     type: path
     default: /etc/kubernetes/kubeops-etcd/held-manifests
 attributes:
@@ -183,6 +194,14 @@ def run_module(module):
     journal = _load(path)
     if journal.get('status') == params['status']:
         return {'changed': False, 'path': path}
+    if params['expect_step']:
+        step = node_step(journal['member'], _facts(journal['member'], params['manifests_dir'], params['holding_dir']))
+        if step != params['expect_step']:
+            raise EtcdModuleError(
+                'The restore run %s on %s is no longer at step %s but %s: something moved its manifests after the run '
+                'was read (a module of an interrupted ansible-playbook that still runs there?). Its journal %s is left '
+                'as it was; run the same command again once nothing else runs on the node.'
+                % (params['run'], node_name(), params['expect_step'], step, path), path=path, step=step)
     journal.update(status=params['status'], closed=iso_utc())
     if not module.check_mode:
         atomic_write(module, path, json.dumps(journal, indent=2, sort_keys=True) + '\n', 0o600)
@@ -197,7 +216,8 @@ def main():
             run=dict(type='str'),
             plan=dict(type='dict'),
             host=dict(type='str'),
-            status=dict(type='str', choices=['done', 'rolled_back', 'aborted']),
+            status=dict(type='str', choices=['done', 'rolled_back', 'aborted', 'abandoned']),
+            expect_step=dict(type='str', choices=['prepared']),
             manifests_dir=dict(type='path', default='/etc/kubernetes/manifests'),
             holding_dir=dict(type='path', default='/etc/kubernetes/kubeops-etcd/held-manifests'),
         ),

@@ -80,7 +80,8 @@ options:
     type: bool
     default: false
   rollback:
-    description: With O(phase=unfinished), undo the unfinished run.
+    description: With O(phase=unfinished), undo the unfinished run (a run that stopped nothing is only closed,
+      C(action=close)).
     type: bool
     default: false
   identity_given:
@@ -186,8 +187,9 @@ EXAMPLES = r'''
 RETURN = r'''
 unfinished:
   description:
-    - Phase unfinished, the decision - C(action) (none, warn, resume, abort; a refusal fails), C(run), C(plan) (the
-      journal's plan), C(steps) (per host), C(lines) and C(msg).
+    - Phase unfinished, the decision - C(action) (none, warn, resume, abort, close; a refusal fails), C(run), C(plan)
+      (the journal's plan), C(steps) (per host), C(lines) and C(msg). V(warn) and V(close) - a run interrupted before
+      it stopped anything, whose journals a new run closes (abandoned) or an abort closes (aborted).
   returned: phase is unfinished
   type: dict
 source:

@@ -3,6 +3,7 @@ on the nodes (the files of the run's dir, held manifests, running containers), t
 Ctrl-C or a killed ansible-playbook, a port taken, a hung etcd, a disk filling up. Nothing here reaches into the
 roles: every fault is a signal, a socket, a mount or a lab kubelet fault."""
 
+import fcntl
 import json
 import os
 import signal
@@ -244,3 +245,48 @@ def fill(lab, host, directory):
 def node_listing(lab, host, directory):
     """ls -A of a directory as the node sees it (a mount of the node's own is not visible from the host)."""
     return sorted(lab.exec(host, ["ls", "-A", directory], check=True).stdout.split())
+
+
+STATIC_POD_LOCK = os.path.join(os.path.dirname(h.HOLDING_DIR), ".static_pod.lock")
+
+
+def hold_static_pod_locks(lab):
+    """Take every node's static_pod lock (beside the holding dir), as another static_pod run holds it: a restore's
+    stop step then waits on every node with nothing moved. The open descriptors, for release_locks."""
+    fds = []
+    for host in h.hosts(lab):
+        path = lab.node_path(host, STATIC_POD_LOCK)
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, ("%d\n" % os.getpid()).encode("ascii"), 0)
+        fds.append(fd)
+    return fds
+
+
+def release_locks(fds):
+    for fd in fds:
+        os.close(fd)
+
+
+def mount_namespace(lab, host):
+    return lab.exec(host, ["readlink", "/proc/self/ns/mnt"], check=True).stdout.strip()
+
+
+def lock_waiters(namespace):
+    """The processes of a node (its mount namespace: the labs share one pid namespace) that have its static_pod
+    lock open: static_pod modules holding it or waiting for it."""
+    pids = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            if os.readlink("/proc/%s/ns/mnt" % pid) != namespace:
+                continue
+            fds = os.listdir("/proc/%s/fd" % pid)
+            if any(os.readlink("/proc/%s/fd/%s" % (pid, fd)) == STATIC_POD_LOCK for fd in fds):
+                pids.append(int(pid))
+        except OSError:
+            continue
+    return pids

@@ -8,6 +8,11 @@ server frozen once its manifest is held, so the stop waits for the kubelet's gra
 the abort starts at once, while the interrupted stop still runs on the leader), and SIGKILL during the rollback itself
 (cp3's etcd fails on the restored data; the play is killed once a node has moved its restored data dir aside).
 
+Before the stop, SIGKILL once every node has the run's journal while the stop step waits for the static_pod lock,
+which the test holds on every node (as another static_pod run would): every member prepared, nothing stopped. Then
+restore_abort.yml stops nothing and only closes the journals (aborted); or the next restore closes them (abandoned)
+and restores exactly its snapshot. Either way prune.yml offers what the killed run prepared.
+
 The moments (test_pb_interrupted.py covers a SIGKILL while etcd waits to start on the restored data):
 - after the stop, before the swap: every manifest held on every node, no prepared etcd.yaml swapped in. The stop step
   is held open from outside: the leader's etcd (stopped last) is frozen (SIGSTOP) as soon as its API server is held,
@@ -17,6 +22,7 @@ The moments (test_pb_interrupted.py covers a SIGKILL while etcd waits to start o
 """
 
 import glob
+import os
 import signal
 
 import pytest
@@ -54,6 +60,9 @@ def test_sigkill_after_the_start_step_began_then_abort_gives_exactly_the_old_dat
     finally:
         play.close()
         lab.clear_faults("cp3")
+    # With the fault gone the lab's kubelet starts cp3's API server again, on the restored data: wait for it, so
+    # that the refusals below compare the nodes with a state the kubelet is not still changing.
+    assert h.wait_for(lambda: h.readyz_ok(lab, "cp3"), timeout=120)
     run = f.new_runs(lab, before)["cp1"]
     for host in h.hosts(lab):
         assert f.journal(lab, host, run)["status"] == "running"
@@ -168,3 +177,112 @@ def test_sigkill_during_the_rollback_then_abort_gives_exactly_the_old_data(lab, 
     for host in h.hosts(lab):
         member = f.journal(lab, host, run)["member"]
         assert glob.glob(lab.node_path(host, member["new_data_dir"]) + ".failed-*"), host
+
+
+def killed_with_nothing_stopped(lab, tmp_path, snapshot, before):
+    """restore.yml killed (SIGKILL) once every node has the run's journal and its stop step waits there for the
+    static_pod lock, which the test holds on every node as another static_pod run would: every member prepared,
+    nothing stopped. The modules the killed play leaves waiting on the nodes are killed before the locks go (left
+    alone, they would stop the pods once they get the lock: that is the Ctrl-C-half-way case). The run."""
+    namespaces = dict((host, f.mount_namespace(lab, host)) for host in h.hosts(lab))
+    etcd_before = dict((host, f.etcd_pid(lab, host)) for host in h.hosts(lab))
+    locks = f.hold_static_pod_locks(lab)
+    try:
+        play = f.Background(lab, tmp_path, {"snapshot": snapshot}, name="killed-before-the-stop")
+        try:
+            def waiting_on_every_node():
+                found = f.new_runs(lab, before["runs"])
+                return all(found[host] and os.path.exists(f.run_path(lab, host, found[host], "journal.json"))
+                           and f.lock_waiters(namespaces[host]) for host in h.hosts(lab))
+            play.wait_until(waiting_on_every_node, 300, "every node's journal written and its stop step waiting")
+            play.interrupt(signal.SIGKILL)
+        finally:
+            play.close()
+        for host in h.hosts(lab):
+            for pid in f.lock_waiters(namespaces[host]):
+                os.kill(pid, signal.SIGKILL)
+    finally:
+        f.release_locks(locks)
+    run = f.new_runs(lab, before["runs"])["cp1"]
+    for host in h.hosts(lab):
+        assert f.journal(lab, host, run)["status"] == "running"
+        assert f.held(lab, host) == set()
+        assert not f.swapped(lab, before["runs"], host)
+        # The same etcd process serves: nothing was stopped.
+        assert f.etcd_pid(lab, host) == etcd_before[host]
+    return run
+
+
+def pruning_lists_what_it_prepared(run_playbook, lab, run):
+    """prune.yml (listing only) offers the run's restored data dir and its run dir on every node, unprotected."""
+    listing = run_playbook(lab, f.PRUNE_PLAYBOOK)
+    assert listing.rc == 0, listing
+    for host in h.hosts(lab):
+        member = f.journal(lab, host, run)["member"]
+        found = dict((c["path"], c) for c in listing.result(f.PRUNE_LIST_TASK, host)["candidates"])
+        assert found[member["new_data_dir"]]["kind"] == "data-dir", found
+        assert found[member["new_data_dir"]]["protected"] is None, found
+        run_dir = os.path.join(h.RUNS_DIR, run)
+        assert found[run_dir]["kind"] == "run-dir" and found[run_dir]["protected"] is None, found
+        assert listing.result(f.PRUNE_LIST_TASK, host)["removed"] == []
+
+
+def test_a_run_killed_before_the_stop_is_aborted_without_stopping_anything(lab, run_playbook, tmp_path):
+    snapshot = h.backup(run_playbook, lab, str(tmp_path / "backups"))["snapshot"]
+    lab.etcdctl("put", PREFIX + "before-the-run-killed-before-the-stop", "must-stay")
+    before = state_before(lab)
+    run = killed_with_nothing_stopped(lab, tmp_path, snapshot, before)
+    h.assert_back_on_old_cluster(lab, before["cluster"], before["keys"], before["manifests"])
+    etcd_before = dict((host, f.etcd_pid(lab, host)) for host in h.hosts(lab))
+
+    # The plan of a new run says so, and --check changes nothing.
+    checked = h.restore(run_playbook, lab, snapshot, check=True)
+    assert checked.rc == 0, checked
+    assert ("An earlier restore run (%s) was interrupted before anything was stopped; nothing it left is in use."
+            % run) in checked.stdout, checked
+    for host in h.hosts(lab):
+        assert f.journal(lab, host, run)["status"] == "running"
+
+    aborted = run_playbook(lab, f.ABORT_PLAYBOOK)
+    assert aborted.rc == 0, aborted
+    assert ("The unfinished restore run %s was interrupted before anything was stopped: every pod is in place and "
+            "every etcd.yaml points at its previous data dir, so nothing is stopped or put back." % run) in \
+        aborted.stdout, aborted
+    # No pod was stopped or started: no rollback or stop task ran (they were all skipped).
+    assert not [r["task"] for r in aborted.results if r["status"] != "skipped" and (
+        "Rollback" in r["task"] or r["task"].endswith(h.STOP_TASK))], aborted
+    for host in h.hosts(lab):
+        assert f.journal(lab, host, run)["status"] == "aborted"
+        assert f.etcd_pid(lab, host) == etcd_before[host]
+    h.assert_back_on_old_cluster(lab, before["cluster"], before["keys"], before["manifests"])
+    assert h.members(lab) == before["members"]
+    pruning_lists_what_it_prepared(run_playbook, lab, run)
+
+
+def test_a_run_killed_before_the_stop_is_closed_by_the_next_restore_which_gives_exactly_the_snapshot(
+        lab, run_playbook, tmp_path):
+    lab.etcdctl("put", PREFIX + "in-the-snapshot-of-the-next-run", "yes")
+    snapshot = h.backup(run_playbook, lab, str(tmp_path / "backups"))["snapshot"]
+    keys_at_backup = h.keys(lab, with_values=True)
+    lab.etcdctl("put", PREFIX + "after-the-backup-of-the-next-run", "must-vanish")
+    before = state_before(lab)
+    killed = killed_with_nothing_stopped(lab, tmp_path, snapshot, before)
+
+    restored = h.restore(run_playbook, lab, snapshot)
+    assert restored.rc == 0, restored
+    assert "An earlier restore run (%s) was interrupted before anything was stopped" % killed in restored.stdout
+    assert h.keys(lab, with_values=True) == keys_at_backup
+    report = h.custom_stat(restored, "etcd_restore")
+    assert h.cluster_id(lab) == report["cluster_id"] != before["cluster"]
+    new = [r for r in f.runs(lab, "cp1") - before["runs"]["cp1"] if r != killed]
+    assert len(new) == 1, new
+    for host in h.hosts(lab):
+        assert f.journal(lab, host, killed)["status"] == "abandoned"
+        assert f.journal(lab, host, new[0])["status"] == "done"
+        assert h.manifest_data_dir(lab, host) == f.journal(lab, host, new[0])["member"]["new_data_dir"]
+        assert h.readyz(lab, host) == (200, "ok")
+    # Nothing unfinished is left for a later run to trip over.
+    again = h.restore(run_playbook, lab, snapshot, check=True)
+    assert again.rc == 0, again
+    assert "interrupted before anything was stopped" not in again.stdout
+    pruning_lists_what_it_prepared(run_playbook, lab, killed)

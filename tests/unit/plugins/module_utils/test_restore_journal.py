@@ -51,10 +51,30 @@ def test_no_unfinished_run_lets_a_new_run_go_and_a_resume_request_is_refused():
                                      'unfinished restore run')
 
 
-def test_a_run_cut_short_before_the_stop_does_not_block_a_new_one():
+def test_a_run_cut_short_before_the_stop_does_not_block_a_new_one_which_closes_it():
     decided = journal.decide(runs({'cp1': 'prepared', 'cp2': 'prepared', 'cp3': 'prepared'}), HOSTS)
     assert decided['action'] == 'warn'
-    assert 'interrupted before anything was stopped' in decided['msg']
+    assert decided['run'] == '20261203T010000Z'
+    assert decided['steps'] == {'cp1': 'prepared', 'cp2': 'prepared', 'cp3': 'prepared'}
+    assert decided['msg'] == ('An earlier restore run (20261203T010000Z) was interrupted before anything was stopped; '
+                              'nothing it left is in use. This run closes its journal (abandoned) once its own '
+                              'members are prepared; playbooks/prune.yml lists what it left.')
+
+
+def test_aborting_a_run_cut_short_before_the_stop_only_closes_its_journals():
+    # Killed while the journals were written: cp3 has none, and nothing was stopped anywhere.
+    decided = journal.decide(runs({'cp1': 'prepared', 'cp2': 'prepared'}), HOSTS, rollback=True)
+    assert decided['action'] == 'close'
+    assert decided['steps'] == {'cp1': 'prepared', 'cp2': 'prepared'}
+    assert decided['msg'].startswith('The unfinished restore run 20261203T010000Z was interrupted before anything was '
+                                     'stopped: every pod is in place and every etcd.yaml points at its previous data '
+                                     'dir, so nothing is stopped or put back. Its journals are closed (aborted)')
+    # One node stopped half way: the rollback runs, as for any run cut short after the stop.
+    half = journal.decide(runs({'cp1': 'prepared', 'cp2': 'stopping', 'cp3': 'prepared'}), HOSTS, rollback=True)
+    assert half['action'] == 'abort'
+    # A run that stopped nothing cannot be resumed: a new restore starts over.
+    resumed = journal.decide(runs({'cp1': 'prepared', 'cp2': 'prepared', 'cp3': 'prepared'}), HOSTS, resume=True)
+    assert resumed['action'] == 'refuse' and 'cannot be finished from (prepared)' in resumed['msg']
 
 
 def test_a_run_cut_short_after_the_stop_blocks_a_new_run_naming_each_node_and_both_commands():
