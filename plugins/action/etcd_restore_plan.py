@@ -43,6 +43,7 @@ ARGUMENT_SPEC = dict(
     lost_hosts=dict(type='raw'),
     etcd_group=dict(type='str', default=''),
     etcd_hosts=dict(type='list', elements='str', default=[]),
+    control_plane_hosts=dict(type='list', elements='str', default=[]),
     host_vars=dict(type='dict', default={}),
     old_cluster=dict(type='raw'),
     options=dict(type='dict'),
@@ -54,7 +55,7 @@ ARGUMENT_SPEC = dict(
 )
 
 # What each phase reads from every host's variables (host_vars maps these keys to variable names).
-HOST_VAR_KEYS = ('node', 'restore_result', 'failure', 'rollback_failure', 'state', 'moved_aside', 'journal',
+HOST_VAR_KEYS = ('node', 'control_plane', 'restore_result', 'failure', 'rollback_failure', 'state', 'moved_aside', 'journal',
                  'answered', 'rollback_health', 'etcd_container', 'etcd_container_after')
 
 
@@ -96,6 +97,11 @@ def node_snapshot_facts(host, path, info):
         'size': snap.get('size'), 'sha256': snap.get('sha256'), 'has_trailing_hash': snap.get('has_trailing_hash'),
         'bolt_error': None, 'metadata': snap.get('metadata'), 'metadata_error': None, 'status': snap.get('status'),
     }
+
+
+def plan_hosts(plan):
+    """Every host of a plan: the members' and, with external etcd, the control planes'."""
+    return [member['host'] for member in plan['members']] + [cp['host'] for cp in plan.get('control_planes') or []]
 
 
 def list_backups(backup_dir):
@@ -216,15 +222,19 @@ class ActionModule(ActionBase):
         return {'snapshot': facts}
 
     def _phase_declared(self, args, task_vars):
-        """What the inventory declares: external etcd (refused: not built yet), and the control planes declared lost
-        (etcd_restore_lost_hosts), checked against the play's hosts."""
-        external = planner.external_refusals(decide_topology(args['etcd_group'], args['etcd_hosts']))
-        if external:
-            return {'failed': True, 'msg': planner.refusal_text(external), 'refusals': external}
+        """What the inventory declares: stacked or external etcd (which hosts run the members, which the API servers),
+        and the control planes declared lost (etcd_restore_lost_hosts), checked against the play's hosts."""
+        topology = planner.external_topology(decide_topology(args['etcd_group'], args['etcd_hosts']),
+                                             args['hosts'] or [], args['lost_hosts'], args['control_plane_hosts'])
+        if topology['refusals']:
+            return {'failed': True, 'msg': planner.refusal_text(topology['refusals']),
+                    'refusals': topology['refusals'], 'topology': topology}
+        if topology['name'] == 'external':
+            return {'lost': [], 'topology': topology}
         decided = planner.declared_lost(args['hosts'] or [], args['lost_hosts'] or [])
         if decided['refusals']:
             return {'failed': True, 'msg': planner.refusal_text(decided['refusals']), 'refusals': decided['refusals']}
-        return {'lost': decided['lost']}
+        return {'lost': decided['lost'], 'topology': topology}
 
     def _phase_survivor(self, args, task_vars):
         """-e snapshot=survivor: the member to recover from when the cluster lost its quorum."""
@@ -249,6 +259,11 @@ class ActionModule(ActionBase):
                            for host in args['lost_hosts'] or []]
         hosts = args['hosts'] or []
         nodes = collect(task_vars, hosts, args['host_vars'].get('node'))
+        # External etcd: the control planes' facts (their API servers), apart from the members'.
+        control_planes = options.get('control_planes') or []
+        if control_planes:
+            found = collect(task_vars, control_planes, args['host_vars'].get('control_plane'))
+            options['control_planes'] = [{'host': host, 'node': found.get(host)} for host in control_planes]
         decided = planner.plan_restore(hosts, nodes, snapshot, args['old_cluster'], options)
         if decided['refusals']:
             return {'failed': True, 'msg': planner.refusal_text(decided['refusals']),
@@ -281,8 +296,7 @@ class ActionModule(ActionBase):
         return {'report': built['report'], 'lines': built['lines']}
 
     def _per_host(self, args, task_vars, key):
-        hosts = [member['host'] for member in args['plan']['members']]
-        return collect(task_vars, hosts, args['host_vars'].get(key))
+        return collect(task_vars, plan_hosts(args['plan']), args['host_vars'].get(key))
 
     def _etcd_containers(self, args, task_vars, key):
         """{host: static_pod_info's sentence on its etcd container} where the read ran (not skipped) and answered."""
@@ -301,7 +315,7 @@ class ActionModule(ActionBase):
         node back; a quorum of the old cluster serving while some nodes are not back (lost, their rollback failed,
         or their member did not come back); or no quorum: ROLLBACK INCOMPLETE with each node's state."""
         plan = args['plan']
-        hosts = [member['host'] for member in plan['members']]
+        hosts = plan_hosts(plan)
         failures = planner.attribute_failures(
             plan, [f for f in (self._per_host(args, task_vars, 'failure').get(h) for h in hosts) if f],
             self._etcd_containers(args, task_vars, 'etcd_container'))

@@ -16,6 +16,7 @@ can be repointed where it is defined by replacing exactly those characters.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import fnmatch
 import posixpath
 import re
 import shlex
@@ -26,6 +27,7 @@ from ansible.module_utils.common.text.converters import to_text
 
 from ansible_collections.kubeops.etcd.plugins.module_utils.errors import EtcdModuleError, node_name
 from ansible_collections.kubeops.etcd.plugins.module_utils.files import read_if_exists
+from ansible_collections.kubeops.etcd.plugins.module_utils.parsers import parse_version_output
 
 try:
     import yaml
@@ -991,3 +993,62 @@ def load_unit(module, runner, unit):
         raise command_error(result, what='Reading unit %s' % unit,
                             fix='Check the unit name (systemctl list-units --all \'etcd*\') or set unit.')
     return load_from_disk(unit, result.stdout)
+
+
+# Finding the etcd units of a host and the version they run -------------------------------------------------------
+UNIT_PATTERN = 'etcd*.service'
+
+
+def parse_unit_files(text, pattern=UNIT_PATTERN):
+    """Unit names from `systemctl list-unit-files` output (legend or not) that match ``pattern``, in name order."""
+    names = []
+    for line in (text or '').splitlines():
+        words = line.split()
+        if words and fnmatch.fnmatchcase(words[0], pattern) and words[0] not in names:
+            names.append(words[0])
+    return sorted(names)
+
+
+def list_units(module, runner, pattern=UNIT_PATTERN):
+    """The service units of this host whose names match ``pattern`` (kubespray and etcd's docs: etcd.service,
+    etcd-events.service), as `systemctl list-unit-files` lists them."""
+    systemctl = module.get_bin_path('systemctl', required=False)
+    if not systemctl:
+        raise EtcdModuleError('systemctl not found on %s: etcd units can only be read or changed on a host that runs '
+                              'systemd.' % node_name())
+    result = runner.run([systemctl, 'list-unit-files', '--no-legend', '--no-pager', '--type=service', '--', pattern],
+                        check_rc=False)
+    if result.rc != 0:
+        from ansible_collections.kubeops.etcd.plugins.module_utils.runner import command_error
+        raise command_error(result, what='Listing the etcd units', fix='Check that systemd runs on this host.')
+    return parse_unit_files(result.stdout, pattern)
+
+
+def choose_unit(members, etcd_servers):
+    """The unit of ``members`` ([(unit, member)]) that runs the member to restore: the only one, or the only one
+    serving the API servers' --etcd-servers. An error naming every unit otherwise."""
+    if not members:
+        raise EtcdModuleError('No etcd unit (%s) is installed on %s.' % (UNIT_PATTERN, node_name()))
+    if not etcd_servers:
+        if len(members) == 1:
+            return members[0][0]
+        raise EtcdModuleError(
+            '%s runs several etcd units (%s) and no --etcd-servers of the API servers tell which one serves them. '
+            'Name it (etcd_restore_etcd_units).' % (node_name(), ', '.join(unit for unit, _member in members)))
+    serving = serving_units(members, etcd_servers)
+    if len(serving) > 1:
+        raise EtcdModuleError(
+            'Several etcd units on %s serve the API servers\' --etcd-servers %s: %s. Name the one to restore '
+            '(etcd_restore_etcd_units).' % (node_name(), ','.join(etcd_servers), ', '.join(serving)),
+            etcd_servers=list(etcd_servers))
+    return serving[0]
+
+
+def etcd_binary_version(runner, binary):
+    """The version `<etcd> --version` prints (3.5.30), '' when the binary cannot say."""
+    if not binary or not posixpath.isabs(binary):
+        return ''
+    result = runner.run([binary, '--version'], check_rc=False)
+    if result.rc != 0:
+        return ''
+    return parse_version_output(result.stdout) or ''

@@ -307,8 +307,7 @@ def _member_plan(host, node, snapshot, options, refusals, warnings):
     info = node.get('info') or {}
     member = info.get('member') or {}
     tools = info.get('tools') or {}
-    apiserver = info.get('apiserver') or {}
-    manifest = member.get('manifest_path') or posixpath.join(options['manifests_dir'], 'etcd.yaml')
+    manifest = member.get('unit') or member.get('manifest_path') or posixpath.join(options['manifests_dir'], 'etcd.yaml')
     name = member.get('name')
     if not name:
         name = ETCD_DEFAULT_NAME
@@ -342,11 +341,6 @@ def _member_plan(host, node, snapshot, options, refusals, warnings):
                   % (restore_tool, tool_version, etcd_version, member.get('image') or manifest),
             'install %s %s.x on this node or set etcd_restore_%s_path to one.'
             % (wanted, '.'.join(str(p) for p in _minor(etcd_version)), wanted)))
-    readyz_url = apiserver.get('readyz_url')
-    if not readyz_url and node.get('address'):
-        address = node['address']
-        readyz_url = 'https://%s:%s/readyz' % ('[%s]' % address if ':' in address else address,
-                                               apiserver.get('secure_port') or 6443)
     staged = snapshot['path'] if snapshot['kind'] == 'node' and snapshot['host'] == host else \
         posixpath.join(options['staging_dir'], posixpath.basename(snapshot['path']))
     run_dir = posixpath.join(options['runs_dir'], options['timestamp'])
@@ -371,7 +365,13 @@ def _member_plan(host, node, snapshot, options, refusals, warnings):
         'restore_tool': restore_tool,
         'restore_tool_version': tool_version or '',
         'supports_bump_revision': bool(tools.get('supports_bump_revision')),
-        'readyz_url': readyz_url,
+        'readyz_url': readyz_url(node),
+        # static_pod: etcd.yaml of a kubeadm node; systemd: a unit of an external etcd host (etcd_member_info units).
+        'kind': member.get('kind') or 'static_pod',
+        'unit': member.get('unit'),
+        'user': member.get('user'),
+        'data_dir_location': member.get('data_dir_location'),
+        'unit_backup_dir': posixpath.join(run_dir, 'units'),
     }
     _check_space(host, info, plan, snapshot, options, refusals)
     return plan
@@ -411,20 +411,64 @@ def _check_space(host, info, plan, snapshot, options, refusals):
 MEMBER_PLAYBOOK = 'playbooks/member.yml'
 
 
-def external_refusals(topology):
-    """restore.yml restores etcd that runs as the static pod etcd.yaml on the control planes (stacked, kubeadm's
-    default). An inventory group of etcd hosts (external etcd: static pods on hosts of their own, or systemd units,
-    kubespray's too) is refused before anything is read or changed: nothing here would find its members."""
+def external_topology(topology, play_hosts, lost_hosts=None, control_plane_hosts=None):
+    """Who does what in the play: with stacked etcd every host is a control plane running a member; with external
+    etcd (an inventory group of etcd hosts) the etcd hosts run the members and the other hosts of the play are the
+    control planes, whose API servers stop before etcd and start after it. Refusals when the play does not hold
+    every etcd host, holds no control plane, declares hosts lost (for stacked control planes only), or has etcd hosts
+    that are control planes too (control_plane_hosts: the inventory's control-plane group)."""
     if not topology or topology.get('name') != 'external':
-        return []
+        return {'name': 'stacked', 'etcd_hosts': [], 'control_planes': list(play_hosts), 'refusals': [],
+                'plan_line': (topology or {}).get('plan_line') or 'stacked etcd on the control planes'}
     group = topology['etcd_group']
-    return [refusal(
-        ', '.join(topology['etcd_hosts']),
-        "external etcd: the inventory group '%s' lists %s, so etcd does not run as the static pod etcd.yaml on the "
-        'control planes; restore.yml restores stacked etcd only (kubeadm\'s default), and the restore of external '
-        'etcd (static pods on the etcd hosts or systemd units) is not built yet' % (group, ', '.join(topology['etcd_hosts'])),
-        'restore it by hand as docs/restore.md, "External etcd", says (backup.yml backs it up as usual); if those '
-        "hosts do not run etcd, run with -e etcd_restore_etcd_group='' (or name the right group).")]
+    etcd_hosts = [host for host in play_hosts if host in topology['etcd_hosts']]
+    control_planes = [host for host in play_hosts if host not in topology['etcd_hosts']]
+    refusals = []
+    missing = [host for host in topology['etcd_hosts'] if host not in play_hosts]
+    if missing:
+        cause = ("the inventory group '%s' lists %s, which %s not in this play (%s); every member is restored at once"
+                 % (group, ', '.join(missing), 'is' if len(missing) == 1 else 'are', ', '.join(play_hosts)))
+        refusals.append(refusal(
+            ', '.join(missing), cause,
+            'run playbooks/restore.yml without --limit (it targets the control planes and the etcd group); if those '
+            "hosts do not run etcd, remove them from the group '%s'." % group))
+    both = [host for host in etcd_hosts if host in (control_plane_hosts or [])]
+    if both:
+        refusals.append(refusal(
+            ', '.join(both), "%s %s in the inventory group '%s' and in the control-plane group: etcd runs beside the API "
+                             "server there (kubespray's default layout, etcd as a systemd unit on each control plane); "
+                             'restore.yml restores external etcd on hosts of its own only'
+                             % (', '.join(both), 'is' if len(both) == 1 else 'are', group),
+            'restore it by hand as docs/restore.md, "External etcd", says (backup.yml backs it up as usual).'))
+    elif not control_planes:
+        refusals.append(refusal(
+            ', '.join(play_hosts), 'the play has etcd hosts only; the API servers of the control planes must be '
+                                   'stopped before etcd and started after it',
+            'run the restore on the control planes and the etcd hosts together (etcd_target_group names the control '
+            'planes, default kube_control_plane).'))
+    if isinstance(lost_hosts, str):
+        lost_hosts = lost_hosts.split(',')
+    declared = [str(host).strip() for host in lost_hosts or [] if str(host).strip()]
+    if declared:
+        refusals.append(refusal(
+            ', '.join(declared), 'etcd_restore_lost_hosts declares control planes of stacked etcd lost; with external '
+                                 'etcd a restore onto fewer etcd hosts is not supported',
+            'bring the lost etcd host back (a new host with the same inventory name and peer URL) and restore onto '
+            'every etcd host, or restore by hand onto the others (docs/restore.md, "External etcd").'))
+    return {'name': 'external', 'etcd_group': group, 'etcd_hosts': etcd_hosts, 'control_planes': control_planes,
+            'refusals': refusals, 'plan_line': topology.get('plan_line') or ''}
+
+
+def readyz_url(node):
+    """The API server's /readyz of a node: its manifest's, else its inventory address on the secure port."""
+    apiserver = ((node or {}).get('info') or {}).get('apiserver') or {}
+    if apiserver.get('readyz_url'):
+        return apiserver['readyz_url']
+    address = (node or {}).get('address')
+    if not address:
+        return None
+    return 'https://%s:%s/readyz' % ('[%s]' % address if ':' in address else address,
+                                     apiserver.get('secure_port') or 6443)
 
 
 def declared_lost(play_hosts, lost_hosts):
@@ -602,18 +646,10 @@ def plan_restore(hosts, nodes, snapshot_facts, old_cluster, options):
             refusals.append(refusal(host, 'no facts were gathered from this control plane',
                                     'check that it is reachable and run the restore again.'))
             continue
-        if node.get('pods_error'):
-            refusals.append(refusal(host, _first_line(node['pods_error']),
-                                    'put every control-plane manifest back in %s, once, and run the restore again.'
-                                    % options['manifests_dir']))
-        for name in node.get('held') or []:
-            refusals.append(refusal(
-                host, '%s is already held in %s instead of %s, so that pod is not running (an interrupted restore?)'
-                      % (name, options['holding_dir'], options['manifests_dir']),
-                'check it and move it back to %s (docs/restore.md, "Rollback"), then run the restore again.'
-                % options['manifests_dir']))
+        refusals.extend(_pod_refusals(host, node, options))
         members.append(_member_plan(host, node, snapshot, options, refusals, warnings))
 
+    control_planes = _control_plane_plans(options.get('control_planes'), options, refusals)
     names = [m['name'] for m in members]
     for name in sorted(set(n for n in names if names.count(n) > 1)):
         refusals.append(refusal(', '.join(m['host'] for m in members if m['name'] == name),
@@ -717,6 +753,9 @@ def plan_restore(hosts, nodes, snapshot_facts, old_cluster, options):
         'restart_kubelet': bool(options.get('restart_kubelet', True)),
         'lost': lost,
         'lost_names': lost_names,
+        'topology': 'external' if control_planes else 'stacked',
+        # External etcd: the control planes whose API servers stop before etcd and start after it.
+        'control_planes': control_planes,
     }
     if lost:
         warnings.append('restoring onto %s only: %s %s declared lost and left out of the new cluster (%s); nothing is '
@@ -726,6 +765,37 @@ def plan_restore(hosts, nodes, snapshot_facts, old_cluster, options):
                            quorum_text(len(members) + len(lost), len(members)), 'it' if len(lost) == 1 else 'them',
                            'it' if len(lost) == 1 else 'them', MEMBER_PLAYBOOK))
     return {'plan': plan, 'refusals': [], 'warnings': warnings}
+
+
+def _pod_refusals(host, node, options):
+    """A node whose static pods cannot be stopped (static_pod's check-mode refusal) or are held aside already."""
+    refusals = []
+    if node.get('pods_error'):
+        refusals.append(refusal(host, _first_line(node['pods_error']),
+                                'put every control-plane manifest back in %s, once, and run the restore again.'
+                                % options['manifests_dir']))
+    for name in node.get('held') or []:
+        refusals.append(refusal(
+            host, '%s is already held in %s instead of %s, so that pod is not running (an interrupted restore?)'
+                  % (name, options['holding_dir'], options['manifests_dir']),
+            'check it and move it back to %s (docs/restore.md, "Rollback"), then run the restore again.'
+            % options['manifests_dir']))
+    return refusals
+
+
+def _control_plane_plans(control_planes, options, refusals):
+    """External etcd: each control plane's part (its API server's /readyz), or refusals for what keeps its pods
+    from being stopped. control_planes: [{'host', 'node': {info: etcd_member_info, held, pods_error, address}}]."""
+    plans = []
+    for entry in control_planes or []:
+        host, node = entry['host'], entry.get('node') or {}
+        if not node.get('info'):
+            refusals.append(refusal(host, 'no facts were gathered from this control plane',
+                                    'check that it is reachable and run the restore again.'))
+            continue
+        refusals.extend(_pod_refusals(host, node, options))
+        plans.append({'host': host, 'readyz_url': readyz_url(node)})
+    return plans
 
 
 def _unique(items):
@@ -755,8 +825,11 @@ def plan_lines(plan, check_mode=False):
     """The plan as an operator reads it before anything changes."""
     snap = plan['snapshot']
     old = plan['old_cluster']
-    lines = ['Restore plan for %d control plane(s)%s:'
-             % (len(plan['members']), ' (CHECK MODE: nothing will be changed)' if check_mode else '')]
+    external = plan.get('topology') == 'external'
+    lines = ['Restore plan for %d %s%s:'
+             % (len(plan['members']), 'etcd host(s) of external etcd, with control plane(s) %s'
+                % ', '.join(cp['host'] for cp in plan['control_planes']) if external else 'control plane(s)',
+                ' (CHECK MODE: nothing will be changed)' if check_mode else '')]
     where = 'on %s' % snap['host'] if snap['kind'] == 'node' else 'on the ops box'
     described = 'revision %s, %s keys' % (snap['revision'], snap['total_key']) if snap['revision'] is not None \
         else 'revision and keys read when staged'
@@ -785,6 +858,9 @@ def plan_lines(plan, check_mode=False):
         lines.append('revision bump: none')
     for warning in plan['warnings']:
         lines.append('WARNING: %s' % warning)
+    if external:
+        lines.extend(_external_steps(plan))
+        return lines
     lines.append('while the cluster serves: copy the snapshot to every node, restore every member into its new data '
                  'dir, prepare its new etcd.yaml outside the manifests dir')
     last = [m['host'] for m in plan['members'] if m.get('stop_etcd_last')]
@@ -800,6 +876,37 @@ def plan_lines(plan, check_mode=False):
                         m['restore_tool'], m['restore_tool_version'], m['bump_revision'] or 'none', m['old_data_dir'],
                         '' if m['old_data_dir_exists'] else ' (missing)', m['new_data_dir'], m['prepared_manifest']))
     return lines
+
+
+def _external_steps(plan):
+    """The steps and members of a restore of external etcd, as plan_lines words them."""
+    lines = ['while the cluster serves: copy the snapshot to every etcd host, restore every member into its new data '
+             'dir (owned by the service user, 0700), prepare its new etcd.yaml outside the manifests dir (static pods) '
+             'or check that its unit can be repointed (systemd)',
+             'outage: stop kube-apiserver, kube-controller-manager and kube-scheduler on %s; stop etcd on every etcd '
+             'host; point every member at its restored data dir where it is defined (the etcd.yaml, the unit, its '
+             'environment or config file; daemon-reload for a unit) and start etcd everywhere; wait for %d healthy '
+             'members and one leader; start the API servers (/readyz), controller-managers and schedulers'
+             % (', '.join(cp['host'] for cp in plan['control_planes']), len(plan['members']))]
+    for m in plan['members']:
+        where = ('unit %s, data dir set by %s, runs as %s' % (m['unit'], _location_text(m['data_dir_location']), m['user'])
+                 if m['kind'] == 'systemd' else 'static pod, prepared manifest %s' % m['prepared_manifest'])
+        lines.append('%s: member %s id %s (peer %s), etcd %s, restore with %s %s, bump %s: data dir %s%s -> %s; %s'
+                     % (m['host'], m['name'], m['member_id'], ','.join(m['peer_urls']), m['etcd_version'] or '?',
+                        m['restore_tool'], m['restore_tool_version'], m['bump_revision'] or 'none', m['old_data_dir'],
+                        '' if m['old_data_dir_exists'] else ' (missing)', m['new_data_dir'], where))
+    return lines
+
+
+def _location_text(location):
+    location = location or {}
+    if location.get('kind') == 'flag':
+        return '--data-dir in ExecStart of %s' % location.get('file')
+    if location.get('kind') == 'env':
+        return '%s in %s' % (location.get('variable'), location.get('file'))
+    if location.get('kind') == 'config':
+        return 'key %s of %s' % (location.get('key'), location.get('file'))
+    return '?'
 
 
 # --- after the members were prepared (still before the stop) ------------------------------------
@@ -864,7 +971,10 @@ def build_report(plan, results, final_cluster, timings):
             'revision_now': revision_now[0] if revision_now else None,
             'restore_seconds': result.get('duration_seconds'),
             'tool': '%s %s' % (member['restore_tool'], member['restore_tool_version']),
-            'manifest_backup': posixpath.join(member['replaced_dir'], 'etcd.yaml'),
+            'manifest_backup': posixpath.join(member['replaced_dir'], 'etcd.yaml') if member.get('kind', 'static_pod')
+            == 'static_pod' else None,
+            'unit': member.get('unit'),
+            'unit_backup_dir': member.get('unit_backup_dir') if member.get('kind') == 'systemd' else None,
             'run_dir': member['run_dir'],
         })
 
@@ -894,6 +1004,8 @@ def build_report(plan, results, final_cluster, timings):
         'members': members,
         'lost_hosts': [m['host'] for m in plan.get('lost') or []],
         'warnings': list(plan['warnings']),
+        'topology': plan.get('topology') or 'stacked',
+        'control_planes': [cp['host'] for cp in plan.get('control_planes') or []],
     }
     lines = ['etcd restored from %s%s (revision %s%s) in %s s; the API servers were down for %s s'
              % (snap['path'], ' on %s' % snap['host'] if snap['host'] else '', snap['revision'],
@@ -903,9 +1015,11 @@ def build_report(plan, results, final_cluster, timings):
              % (report['old_cluster_id'] or 'unknown', report['cluster_id'], report['revision'], report['leader'])]
     for m in members:
         lines.append('%s: member %s id %s in cluster %s, revision %s (restored at %s) with %s in %s s, data dir %s '
-                     '(kept) -> %s, previous etcd.yaml kept in %s'
+                     '(kept) -> %s, %s'
                      % (m['host'], m['name'], m['member_id'], m['cluster_id'], m['revision_now'], m['revision'],
-                        m['tool'], m['restore_seconds'], m['old_data_dir'], m['new_data_dir'], m['manifest_backup']))
+                        m['tool'], m['restore_seconds'], m['old_data_dir'], m['new_data_dir'],
+                        'previous etcd.yaml kept in %s' % m['manifest_backup'] if m['manifest_backup'] else
+                        'unit %s repointed, its previous files kept in %s' % (m['unit'], m['unit_backup_dir'])))
     for m in plan.get('lost') or []:
         lines.append('%s: declared lost, not a member of the restored cluster; nothing was done on it. Keep it off '
                      'until you bring it back: ansible-playbook %s -i <inventory> -e etcd_member_host=%s'
@@ -1050,11 +1164,11 @@ def rolled_back_text(plan, failures, rollback_cluster, moved_aside, lost=None, r
         return _rolled_back_partly_text(plan, failures, cluster, moved_aside, lost or {'step': '?'}, lost_hosts,
                                         list(rollback_failures or ()), failed_hosts, down_hosts, states or {},
                                         options or {}, containers_after or {})
-    return ('etcd restore FAILED %s. ROLLED BACK: every control plane runs its previous data directory again (%s); '
+    return ('etcd restore FAILED %s. ROLLED BACK: every %s runs its previous data directory again (%s); '
             'etcd cluster %s is %s with members %s; the API servers, controller-managers and schedulers are started '
             'again. Restored data directories, moved aside and kept for diagnosis: %s. Fix the cause, then run the '
             'restore again (see docs/restore.md, "Rollback").'
-            % (failure_text(failures),
+            % (failure_text(failures), 'etcd host' if plan.get('topology') == 'external' else 'control plane',
                ', '.join('%s:%s' % (m['host'], m['old_data_dir']) for m in plan['members']),
                cluster.get('cluster_id') or '?',
                'healthy' if cluster.get('healthy') else 'running but NOT healthy, as it was before the restore',
@@ -1088,13 +1202,24 @@ def _rolled_back_partly_text(plan, failures, cluster, moved_aside, lost, lost_ho
     lines = [first + '.']
     lines.append('ROLLED BACK on %s: %s previous data director%s again (%s); etcd cluster %s serves with a '
                  'quorum, %d of %d members up (%s down); the API servers, controller-managers and schedulers are '
-                 'started again there.'
+                 'started again %s.'
                  % (', '.join(m['host'] for m in back), 'it runs its' if len(back) == 1 else 'they run their',
                     'y' if len(back) == 1 else 'ies', ', '.join('%s:%s' % (m['host'], m['old_data_dir']) for m in back),
-                    cluster.get('cluster_id') or '?', total - len(down), total, ', '.join(down) or 'none'))
+                    cluster.get('cluster_id') or '?', total - len(down), total, ', '.join(down) or 'none',
+                    'on %s' % ', '.join(cp['host'] for cp in plan['control_planes']) if plan.get('control_planes')
+                    else 'there'))
     for host in down_hosts:
         member = members[host]
         container = containers_after.get(host)
+        if member.get('kind') == 'systemd':
+            lines.append(
+                'MEMBER DOWN on %s: unit %s points at %s again, but its etcd did not become healthy again within the '
+                'wait%s. The cluster does not need it to serve; once its etcd runs, it rejoins by itself. On %s, look '
+                'at `systemctl status %s` and its log (for example a port taken by another process, `ss -ltnp`); '
+                'once the cause is fixed, `systemctl restart %s`.'
+                % (host, member['unit'], member['old_data_dir'], _endpoint_error(cluster, member), host, member['unit'],
+                   member['unit']))
+            continue
         lines.append(
             'MEMBER DOWN on %s: its original etcd.yaml is back and points at %s, but its etcd did not become healthy '
             'again within the wait%s.%s The cluster does not need it to serve; once its etcd runs, it rejoins by '
@@ -1115,14 +1240,23 @@ def _rolled_back_partly_text(plan, failures, cluster, moved_aside, lost, lost_ho
                host, member['original_manifest'], member['manifest'].rsplit('/', 1)[0],
                member['held_manifest'].rsplit('/', 1)[0]))
     for host in failed_hosts:
-        member = members[host]
+        member = members.get(host)
+        if member is None:
+            # External etcd: a control plane, which runs no member; only its API server pods were stopped.
+            lines.append(
+                'NOT ROLLED BACK: %s, its rollback failed (see above): its kube-apiserver, kube-controller-manager and '
+                'kube-scheduler may still be held in %s. Fix the cause there, then move those manifests back to %s and '
+                "check the API server's /readyz." % (host, options.get('holding_dir'), options.get('manifests_dir')))
+            continue
         lines.append(
             'NOT ROLLED BACK: %s, its rollback failed (see above). As read from it: %s. Fix the cause there, then run '
             "playbooks/restore_abort.yml with the same inventory: it finds this run in %s's journal and puts it back on "
             '%s.' % (host, _state_line(member, states.get(host) or {}, options), host, member['old_data_dir']))
     lines.append('Restored data directories, moved aside and kept for diagnosis: %s. Fix the cause, then run the '
-                 'restore again once every control plane %s (see docs/restore.md, "Rollback").%s'
-                 % (', '.join(moved_aside) or 'none', 'answers' if lost_hosts else 'serves',
+                 'restore again once every %s %s (see docs/restore.md, "Rollback").%s'
+                 % (', '.join(moved_aside) or 'none',
+                    'etcd host' if plan.get('topology') == 'external' else 'control plane',
+                    'answers' if lost_hosts else 'serves',
                     _declared_lost_text(plan)))
     if not serving:
         lines.append('No control plane of this run serves with its member healthy.')
@@ -1140,6 +1274,10 @@ def _state_line(member, state, options):
     if not state.get('answered'):
         return ('%s: did not answer; its state is unknown (previous data dir %s, restored %s)'
                 % (member['host'], member['old_data_dir'], member['new_data_dir']))
+    if member.get('kind') == 'systemd':
+        return ('%s: unit %s points at %s (previous %s, restored %s); its files as they were before the restore are '
+                'kept in %s' % (member['host'], member['unit'], state.get('etcd_data_dir') or 'an unreadable data '
+                                'directory', member['old_data_dir'], member['new_data_dir'], member['unit_backup_dir']))
     active, held = state.get('active') or [], state.get('held') or []
     if 'etcd.yaml' in active:
         where = 'is active in %s' % options.get('manifests_dir')
@@ -1164,6 +1302,18 @@ def rollback_incomplete_text(plan, failures, rollback_failures, states, options)
                 else 'a control plane failed or became unreachable')]
     for member in plan['members']:
         lines.append(_state_line(member, states.get(member['host']) or {}, options))
+    if plan.get('topology') == 'external':
+        lines[0] = lines[0].replace('State of every control plane now:', 'State of every etcd host now:')
+        lines.append(
+            'To finish by hand, once the cause is fixed: (1) on each etcd host, point the member back at its previous '
+            'data dir - a static pod: copy the original etcd.yaml (%s) to %s/etcd.yaml; a unit: copy its files back '
+            'from %s (named after their paths), then `systemctl daemon-reload` and `systemctl restart <unit>`; (2) '
+            'check etcdctl endpoint health --cluster; (3) on each control plane (%s), move kube-apiserver.yaml, '
+            "kube-controller-manager.yaml and kube-scheduler.yaml from %s back to %s and check each API server's "
+            '/readyz. The previous data directories were never written to by the restore.'
+            % (plan['members'][0]['original_manifest'], options['manifests_dir'], plan['members'][0]['unit_backup_dir'],
+               ', '.join(cp['host'] for cp in plan['control_planes']), options['holding_dir'], options['manifests_dir']))
+        return '\n'.join(lines)
     lines.append('Once the cause is fixed and every control plane answers, playbooks/restore_abort.yml with the same '
                  "inventory finishes this rollback from the nodes' journals. To finish by hand instead, on each control "
                  'plane: (1) make %s/etcd.yaml the original (copy %s there if '

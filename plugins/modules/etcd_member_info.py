@@ -29,6 +29,10 @@ description:
     RV(free_bytes) and RV(data_dir_free_space) are V(null), the API server manifest must exist (its
     C(--etcd-servers) and C(--etcd-cafile/--etcd-certfile/--etcd-keyfile) reach the cluster) and O(live=true) queries
     the cluster through them unless O(endpoints) is set.
+  - On an etcd host of external etcd run by systemd (O(units) set and no O(manifest_path) there), reads the member
+    from its systemd unit instead, as M(kubeops.etcd.etcd_unit_info) does (the unit, its drop-ins, environment files
+    and config file); RV(member.kind) is then V(systemd) and the version is what the unit's etcd binary says
+    (C(etcd --version)). Several etcd units on the host are told apart by O(etcd_servers).
   - With O(live=true) also reports the cluster as M(kubeops.etcd.etcd_cluster_health) does (without failing when it
     is unhealthy).
   - Warns when the manifest's etcd image has a known data-corruption bug (3.5.0 to 3.5.2) or is below the versions
@@ -57,6 +61,21 @@ options:
     description:
       - The hosts of that group in the inventory (C(groups[etcd_group]) in a play). Empty (the default), etcd is
         stacked on the control planes; non-empty, it is external.
+    type: list
+    elements: str
+    default: []
+  units:
+    description:
+      - On an etcd host of external etcd, the systemd units that may run the member, read when O(manifest_path) does
+        not exist there (a host that runs etcd as a static pod keeps its manifest and is read as such).
+      - An empty list finds them (C(systemctl list-unit-files 'etcd*.service')).
+      - Not set (the default), the host must have O(manifest_path).
+    type: list
+    elements: str
+  etcd_servers:
+    description:
+      - The API servers' C(--etcd-servers). With several etcd units on the host, the member is the one unit whose
+        client URLs serve one of them (M(kubeops.etcd.etcd_unit_info) says how they are compared).
     type: list
     elements: str
     default: []
@@ -139,10 +158,38 @@ topology:
       type: str
       sample: "external etcd: the inventory group 'etcd' lists etcd1, etcd2, etcd3; ..."
 member:
-  description: The member as the manifest defines it; V(null) when etcd is external.
+  description:
+    - The member as the manifest (or, with O(units), the systemd unit) defines it; V(null) on a control plane of
+      external etcd.
   returned: always
   type: dict
   contains:
+    kind:
+      description: V(static_pod) (read from O(manifest_path)) or V(systemd) (read from a unit of O(units)).
+      type: str
+      sample: static_pod
+    unit:
+      description: The systemd unit read, V(null) for a static pod.
+      type: str
+      sample: etcd.service
+    units:
+      description: The etcd units found on the host (the one read among them), empty for a static pod.
+      type: list
+      elements: str
+      sample: [etcd-events.service, etcd.service]
+    user:
+      description: The user etcd runs as (C(User=) of the unit, C(root) when unset); V(null) for a static pod.
+      type: str
+      sample: etcd
+    group:
+      description: C(Group=) of the unit, V(null) when unset (the user's primary group) or for a static pod.
+      type: str
+    data_dir_location:
+      description:
+        - Where the unit defines the data directory, as RV(kubeops.etcd.etcd_unit_info#module:units[].data_dir_location)
+          says; V(null) for a static pod.
+      type: dict
+      sample: {kind: env, file: /etc/etcd.env, line: 2, variable: ETCD_DATA_DIR}
     name:
       description: C(--name).
       type: str
@@ -156,7 +203,7 @@ member:
       type: str
       sample: /var/lib/etcd
     data_volume_name:
-      description: Name of the C(hostPath) volume that holds C(--data-dir).
+      description: Name of the C(hostPath) volume that holds C(--data-dir); V(null) for a systemd unit.
       type: str
       sample: etcd-data
     peer_urls:
@@ -207,15 +254,17 @@ member:
       type: str
       sample: /etc/kubernetes/pki/etcd/ca.crt
     image:
-      description: Container image.
+      description: Container image; for a systemd unit, the etcd binary of its C(ExecStart).
       type: str
       sample: registry.k8s.io/etcd:3.5.16-0
     image_version:
-      description: etcd version from the image tag, V(null) when the tag does not tell.
+      description:
+        - etcd version from the image tag, V(null) when the tag does not tell.
+        - For a systemd unit, what its etcd binary prints for C(--version), V(null) when it cannot be run.
       type: str
       sample: 3.5.16
     manifest_path:
-      description: The manifest read.
+      description: The manifest read; V(null) for a systemd unit.
       type: str
       sample: /etc/kubernetes/manifests/etcd.yaml
 data_dir_stat:
@@ -387,6 +436,7 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.kubeops.etcd.plugins.module_utils.connection import (
+    EtcdConnection,
     connection_argument_spec,
     load_apiserver_manifest,
     load_manifest,
@@ -396,6 +446,8 @@ from ansible_collections.kubeops.etcd.plugins.module_utils.connection import (
     unreachable_cluster,
 )
 from ansible_collections.kubeops.etcd.plugins.module_utils.errors import EtcdModuleError, node_name
+from ansible_collections.kubeops.etcd.plugins.module_utils.etcd_unit import (
+    choose_unit, etcd_binary_version, list_units, load_unit)
 from ansible_collections.kubeops.etcd.plugins.module_utils.manifest import describe_kube_apiserver
 from ansible_collections.kubeops.etcd.plugins.module_utils.parsers import version_warnings
 from ansible_collections.kubeops.etcd.plugins.module_utils.runner import EtcdTools, Runner
@@ -423,6 +475,43 @@ def describe_member(manifest):
         'image': manifest.image,
         'image_version': manifest.image_version,
         'manifest_path': manifest.path,
+        'kind': 'static_pod',
+        'unit': None,
+        'units': [],
+        'user': None,
+        'group': None,
+        'data_dir_location': None,
+    }
+
+
+def describe_unit_member(etcd_unit, units, version):
+    """The member a systemd unit runs, with the keys of describe_member."""
+    member = etcd_unit.member()
+    return {
+        'name': member['name'],
+        'data_dir': member['data_dir'],
+        'data_dir_host_path': member['data_dir'],
+        'data_volume_name': None,
+        'peer_urls': list(member['peer_urls']),
+        'advertise_client_urls': list(member['advertise_client_urls']),
+        'listen_client_urls': list(member['listen_client_urls']),
+        'initial_cluster': member['initial_cluster'],
+        'initial_cluster_state': member['initial_cluster_state'],
+        'cert_file': member['cert_file'],
+        'key_file': member['key_file'],
+        'trusted_ca_file': member['trusted_ca_file'],
+        'peer_cert_file': member['peer_cert_file'],
+        'peer_key_file': member['peer_key_file'],
+        'peer_trusted_ca_file': member['peer_trusted_ca_file'],
+        'image': etcd_unit.argv[0] if etcd_unit.argv else None,
+        'image_version': version or None,
+        'manifest_path': None,
+        'kind': 'systemd',
+        'unit': etcd_unit.unit,
+        'units': list(units),
+        'user': member['user'],
+        'group': member['group'],
+        'data_dir_location': etcd_unit.data_dir_location().as_dict(),
     }
 
 
@@ -536,16 +625,43 @@ def run_external(module, topology):
     return result
 
 
+def unit_connection(module, member):
+    """The unit's own client URLs and certificates, unless the module's options name others."""
+    params = module.params
+    given = dict((option, params[option]) for option in ('cacert', 'cert', 'key')
+                 if params[option] != connection_argument_spec()[option]['default'])
+    endpoints = params['endpoints'] or member['advertise_client_urls']
+    if not endpoints:
+        raise EtcdModuleError('%s on %s has no advertise client URLs; set endpoints.' % (member['unit'], node_name()))
+    return EtcdConnection(endpoints, given.get('cacert', member['trusted_ca_file']),
+                          given.get('cert', member['cert_file']), given.get('key', member['key_file']), member['unit'])
+
+
+def read_unit_member(module, runner):
+    """The member of the etcd unit on this host (external etcd run by systemd)."""
+    params = module.params
+    names = params['units'] or list_units(module, runner)
+    loaded = [load_unit(module, runner, name) for name in names]
+    chosen = choose_unit([(unit.unit, unit.member()) for unit in loaded], params['etcd_servers'])
+    etcd_unit = [unit for unit in loaded if unit.unit == chosen][0]
+    return describe_unit_member(etcd_unit, names, etcd_binary_version(runner, etcd_unit.argv[0] if etcd_unit.argv else ''))
+
+
 def run_module(module):
     params = module.params
     topology = decide_topology(params['etcd_group'], params['etcd_group_hosts'])
     if topology['name'] == EXTERNAL:
         return run_external(module, topology)
-    manifest = load_manifest(module)
-    member = describe_member(manifest)
-    for warning in version_warnings(member['image_version']):
-        module.warn('The etcd image in %s: %s' % (manifest.path, warning))
     runner = Runner(module)
+    if params['units'] is not None and not os.path.exists(params['manifest_path']):
+        member = read_unit_member(module, runner)
+        where = member['unit']
+    else:
+        manifest = load_manifest(module)
+        member = describe_member(manifest)
+        where = manifest.path
+    for warning in version_warnings(member['image_version']):
+        module.warn('The etcd of %s: %s' % (where, warning))
     tools = EtcdTools.detect(module, runner, params['etcdctl_path'], params['etcdutl_path'])
     result = {
         'topology': topology,
@@ -560,7 +676,8 @@ def run_module(module):
     }
     if params['live']:
         etcdctl = tools.require_etcdctl('query the live cluster')
-        conn = resolve_connection(module, manifest)
+        conn = resolve_connection(module, manifest) if member['kind'] == 'static_pod' else unit_connection(
+            module, member)
         try:
             result['cluster'], _raw = query_cluster(runner, etcdctl, conn)
         except EtcdModuleError as exc:
@@ -576,6 +693,8 @@ def main():
         etcd_group=dict(type='str', default='etcd'),
         etcd_group_hosts=dict(type='list', elements='str', default=[]),
         free_space_paths=dict(type='list', elements='path', default=[]),
+        units=dict(type='list', elements='str'),
+        etcd_servers=dict(type='list', elements='str', default=[]),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     try:

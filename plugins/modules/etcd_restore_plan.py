@@ -31,8 +31,11 @@ description:
     refusal, each naming the host, the cause and the fix.
   - O(phase=prepared) checks the members restored before the stop against the plan (IDs, SHA-256, revision).
   - O(phase=report) checks that the running cluster is the one the restore produced and returns the report.
-  - O(phase=declared) checks the control planes declared lost (O(lost_hosts)) against the play's hosts and returns them
-    in play order; a name that is not a host of the play, or every host, is refused.
+  - O(phase=declared) decides the topology from O(etcd_group) and O(etcd_hosts) - stacked (every host of the play a
+    control plane with its member) or external (the etcd hosts run the members, the other hosts of the play are the
+    control planes), refused when the play lacks an etcd host or has no control plane - and checks the control planes
+    declared lost (O(lost_hosts), stacked only) against the play's hosts and returns them in play order; a name that is
+    not a host of the play, or every host, is refused.
   - O(phase=survivor) chooses, for C(-e snapshot=survivor), the member to recover from when the cluster lost its quorum,
     the one with the highest raft index (then revision) among the control planes of O(hosts), from what each member
     that answers on its own reports (O(old_cluster)); it refuses when the cluster still has a quorum, when a control
@@ -103,11 +106,28 @@ options:
         planes out of the new cluster and never contacts them (their address comes from the inventory's C(ansible_host)).
         With O(phase=survivor), the same list (a refusal's fix names it).
     type: raw
+  etcd_group:
+    description: With O(phase=declared), the inventory group of external etcd hosts (C(etcd_restore_etcd_group)).
+    type: str
+    default: ''
+  etcd_hosts:
+    description: With O(phase=declared), the hosts of that group in the inventory (none, or no group, means stacked).
+    type: list
+    elements: str
+    default: []
+  control_plane_hosts:
+    description:
+      - With O(phase=declared), the hosts of the inventory's control-plane group; an etcd host among them (etcd beside
+        the API server, kubespray's default layout) is refused.
+    type: list
+    elements: str
+    default: []
   host_vars:
     description:
       - Which variable of every host holds what the phase reads from the nodes (it is read from C(hostvars), so the
         hosts a failed task dropped from the play still count) - C(node) (phase plan; per host C(info), the
-        M(kubeops.etcd.etcd_member_info) result, C(held), C(pods_error), C(address)), C(journal) (phase unfinished; the
+        M(kubeops.etcd.etcd_member_info) result, C(held), C(pods_error), C(address)), C(control_plane) (phase plan with
+        external etcd, the same keys for each control plane of C(options.control_planes)), C(journal) (phase unfinished; the
         M(kubeops.etcd.etcd_restore_journal) read result), C(restore_result) (phases prepared and report; the
         M(kubeops.etcd.etcd_restore) result), C(failure), C(rollback_failure), C(state), C(moved_aside) (phase rollback),
         C(answered) (phases lost and rollback; set on each control plane that runs the rollback), C(rollback_health)
@@ -134,8 +154,9 @@ options:
     type: raw
   options:
     description: Role settings the plan uses (timestamp, bump_revision, disk_margin_bytes, staging_dir, runs_dir,
-      manifests_dir, holding_dir, restart_kubelet, allow_other_cluster, and survivor, the member O(phase=survivor)
-      chose, when the snapshot was taken from it).
+      manifests_dir, holding_dir, restart_kubelet, allow_other_cluster, survivor, the member O(phase=survivor)
+      chose, when the snapshot was taken from it, and, with external etcd, control_planes, the control planes that
+      O(phase=declared) returned; O(hosts) are then the etcd hosts).
     type: dict
   plan:
     description: The plan returned by O(phase=plan) (phases prepared, report and rollback).
@@ -221,6 +242,12 @@ candidates:
   returned: phase is survivor
   type: list
   elements: dict
+topology:
+  description:
+    - Phase declared, C(name) (V(stacked) or V(external)), C(etcd_hosts) (the members' hosts with external etcd, in play
+      order), C(control_planes) (the other hosts of the play), C(etcd_group), C(plan_line) and C(refusals).
+  returned: phase is declared
+  type: dict
 lost:
   description:
     - Phase declared, the control planes declared lost in play order (a list of str).

@@ -97,14 +97,7 @@ def port_taken_on_cp2(lab, run_playbook, tmp_path, prefix, which="client"):
     manifests_before = {host: h.manifests(lab, host) for host in h.hosts(lab)}
     before = {host: f.runs(lab, host) for host in h.hosts(lab)}
     ip, port = f.etcd_address(lab, "cp2", which)
-    taken = []
-
-    def take():
-        sock = f.take_port(ip, port)
-        if sock is not None:
-            taken.append(sock)
-        return bool(taken)
-
+    take, taken = f.port_taker(ip, port)
     watcher = f.Watcher(lambda: "etcd.yaml" in f.held(lab, "cp2") and take(), lambda: None)
     watcher.start()
     try:

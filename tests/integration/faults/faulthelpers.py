@@ -207,6 +207,19 @@ def take_port(ip, port):
     return sock
 
 
+def port_taker(ip, port):
+    """(take, taken): a Watcher check that binds ip:port as soon as it is free, as another process on the node would,
+    and keeps the socket in ``taken`` until the test closes it."""
+    taken = []
+
+    def take():
+        sock = take_port(ip, port)
+        if sock is not None:
+            taken.append(sock)
+        return bool(taken)
+    return take, taken
+
+
 def etcd_address(lab, host, which="client"):
     """(ip, port) of a node's etcd client or peer URL."""
     url = lab.node(host)["%s_url" % which]

@@ -101,26 +101,34 @@ def test_backup_of_external_etcd_holds_the_clusters_keys_and_says_it_is_external
     assert "etc/kubernetes/manifests/etcd.yaml" not in names
 
 
-def test_restore_of_external_etcd_is_refused_at_its_first_task_changing_nothing(lab, run_playbook):
-    """restore.yml restores stacked etcd only: with hosts in the `etcd` group it is refused before anything is read
-    from a node, with and without --check; the cluster's keys, ID and the control planes' manifests are unchanged."""
+def test_restore_check_of_external_etcd_shows_the_plan_and_a_limit_without_an_etcd_host_is_refused(lab, run_playbook,
+                                                                                                     tmp_path):
+    """restore.yml --check of external etcd plans on the etcd hosts with the control planes' API servers and changes
+    nothing; run with --limit leaving an etcd host out, it is refused at its first task, naming that host. The
+    cluster's keys and ID, every etcd host's state and the control planes' manifests are unchanged."""
+    report = h.backup(run_playbook, lab, str(tmp_path / "backups"))
     keys, cluster = h.keys(lab, with_values=True), h.cluster_id(lab)
     manifests = {host: [h.read_node_file(lab, host, "/etc/kubernetes/manifests/" + name) for name in h.MANIFESTS[1:]]
                  for host in ("cp1", "cp2")}
-    for check in (True, False):
-        run = h.restore(run_playbook, lab, "latest", check=check)
-        assert run.rc != 0, run
-        [failed] = run.failed()
-        assert failed["task"].endswith("Check what the inventory declares (no external etcd group; the control "
-                                       "planes declared lost)"), failed
-        assert failed["result"]["msg"].startswith(
-            "The restore was refused before anything was changed: etcd1, etcd2, etcd3: external etcd: the inventory "
-            "group 'etcd' lists etcd1, etcd2, etcd3, so etcd does not run as the static pod etcd.yaml on the control "
-            "planes;"), failed
-        assert 'docs/restore.md, "External etcd"' in failed["result"]["msg"]
-        # Nothing ran on any node: the refusal is the play's first task after the argument check.
-        assert [r for r in run.results if r["status"] not in ("skipped",) and "Validating arguments" not in r["task"]
-                and r is not failed] == [], run
+    state = h.node_state(lab)
+
+    run = h.restore(run_playbook, lab, report["snapshot"], check=True)
+    assert run.rc == 0, run
+    plan = run.result("Show the restore plan of external etcd", "cp1")["msg"]
+    assert plan[0] == "Restore plan for 3 etcd host(s) of external etcd, with control plane(s) cp1, cp2 (CHECK MODE: " \
+                      "nothing will be changed):"
+    for host in ("etcd1", "etcd2", "etcd3"):
+        assert any(line.startswith("%s: member %s id " % (host, host)) for line in plan), plan
+
+    run = h.restore(run_playbook, lab, report["snapshot"], extra_args=["--limit", "cp1,cp2,etcd1,etcd2"])
+    assert run.rc != 0, run
+    [failed] = run.failed()
+    assert failed["task"].endswith("Check what the inventory declares (stacked or external etcd; the control planes "
+                                   "declared lost)"), failed
+    assert failed["result"]["msg"].startswith(
+        "The restore was refused before anything was changed: etcd3: the inventory group 'etcd' lists etcd3, which is "
+        "not in this play (cp1, cp2, etcd1, etcd2); every member is restored at once"), failed
     assert h.keys(lab, with_values=True) == keys and h.cluster_id(lab) == cluster
+    assert h.node_state(lab) == state
     assert {host: [h.read_node_file(lab, host, "/etc/kubernetes/manifests/" + name) for name in h.MANIFESTS[1:]]
             for host in ("cp1", "cp2")} == manifests

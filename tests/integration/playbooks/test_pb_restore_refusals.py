@@ -133,7 +133,7 @@ def test_check_mode_prints_the_plan_changes_nothing_and_the_play_goes_on(lab, ru
     for host in h.hosts(lab):
         assert run.result("A task of the caller after the restore", host)["msg"] == "the play went on"
     # Everything after the plan is skipped in check mode, then the caller's own task runs.
-    for name in ("Copy the snapshot from the ops box to every control plane", h.STOP_TASK):
+    for name in ("Copy the snapshot from the ops box to every node that restores a member", h.STOP_TASK):
         results = run.task_results(name)
         assert results and all(r["status"] == "skipped" for r in results), results
     assert h.node_state(lab) == before

@@ -171,7 +171,8 @@ def kubeadm_apiserver_facts(manifest_path):
 class FakeSystemd(object):
     """A `systemctl` on PATH that prints, for `systemctl cat <unit>`, what systemd would for the unit files written
     with add() (the unit file, then its drop-ins, each under a `# <path>` line), fails for unknown units as
-    systemctl does, and records every call in ``calls`` (the unit modules may run nothing but `cat`)."""
+    systemctl does, lists them for `list-unit-files` (with its legend line), and records every call in ``calls`` (the
+    unit modules may run nothing but `cat` and `list-unit-files`)."""
 
     def __init__(self, tmp_path, monkeypatch):
         self.root = tmp_path / 'etc-systemd-system'
@@ -183,10 +184,12 @@ class FakeSystemd(object):
         bin_dir.mkdir()
         script = bin_dir / 'systemctl'
         script.write_text('#!/bin/sh\necho "$*" >> "%s"\n'
+                          'if [ "$1" = list-unit-files ]; then echo "UNIT FILE STATE"; '
+                          'for f in "%s"/*; do [ -f "$f" ] && echo "${f##*/} enabled"; done; exit 0; fi\n'
                           '[ "$1" = cat ] || { echo "unexpected: $*" >&2; exit 3; }\n'
                           'for last; do :; done\n'
                           'if [ -f "%s/$last" ]; then cat "%s/$last"; exit 0; fi\n'
-                          'echo "No files found for $last." >&2\nexit 1\n' % (self.calls, self.cats, self.cats))
+                          'echo "No files found for $last." >&2\nexit 1\n' % (self.calls, self.cats, self.cats, self.cats))
         os.chmod(str(script), 0o755)
         monkeypatch.setenv('PATH', '%s:%s' % (bin_dir, os.environ['PATH']))
 

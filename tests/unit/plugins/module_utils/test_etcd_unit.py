@@ -445,3 +445,29 @@ def test_wildcard_listener_serves_urls_of_its_port():
     members = [('etcd.service', load([('/etc/systemd/system/etcd.service', unit)]).member())]
     assert match_units(members, ['https://10.0.0.21:2379', 'https://10.0.0.21:2381']) == [
         ('etcd.service', ['https://10.0.0.21:2379'])]
+
+
+def test_unit_files_are_listed_from_systemctl_with_or_without_its_legend():
+    from ansible_collections.kubeops.etcd.plugins.module_utils.etcd_unit import parse_unit_files
+    systemd_no_legend = 'etcd.service                  enabled enabled\netcd-events.service disabled enabled\n'
+    with_legend = ('UNIT FILE                     STATE\netcd.service enabled\netcd-events.service enabled\n\n'
+                   '2 unit files listed.\n')
+    for text in (systemd_no_legend, with_legend):
+        assert parse_unit_files(text) == ['etcd-events.service', 'etcd.service']
+    assert parse_unit_files('etcdctl.timer enabled\nnot-etcd.service enabled\n') == []
+
+
+def test_one_unit_is_chosen_or_every_unit_named_when_the_api_servers_do_not_tell():
+    from ansible_collections.kubeops.etcd.plugins.module_utils.etcd_unit import choose_unit
+    main = {'advertise_client_urls': ['https://10.0.0.21:2379'], 'listen_client_urls': []}
+    events = {'advertise_client_urls': ['https://10.0.0.21:2383'], 'listen_client_urls': []}
+    assert choose_unit([('etcd.service', main)], []) == 'etcd.service'
+    assert choose_unit([('etcd.service', main), ('etcd-events.service', events)],
+                       ['https://10.0.0.21:2383']) == 'etcd-events.service'
+    for members, servers, words in (
+            ([], [], 'No etcd unit (etcd*.service) is installed on'),
+            ([('etcd.service', main), ('etcd-events.service', events)], [], 'runs several etcd units'),
+            ([('a.service', main), ('b.service', main)], ['https://10.0.0.21:2379'], 'Several etcd units on')):
+        with pytest.raises(EtcdModuleError) as raised:
+            choose_unit(members, servers)
+        assert words in raised.value.msg

@@ -923,16 +923,145 @@ def test_the_same_failure_on_several_nodes_is_said_once_naming_them_all():
                     'on cp3 at step rollback (task "other"): m')
 
 
-def test_external_etcd_is_refused_before_anything_naming_the_group_the_hosts_and_the_way_by_hand():
+def test_external_etcd_runs_the_members_on_the_etcd_hosts_and_the_api_servers_on_the_other_hosts_of_the_play():
     from ansible_collections.kubeops.etcd.plugins.module_utils.topology import decide_topology
-    [refused] = planner.external_refusals(decide_topology('etcd', ['etcd1', 'etcd2', 'etcd3']))
-    text = planner.refusal_text([refused])
-    assert text.splitlines()[0] == (
-        "The restore was refused before anything was changed: etcd1, etcd2, etcd3: external etcd: the inventory group "
-        "'etcd' lists etcd1, etcd2, etcd3, so etcd does not run as the static pod etcd.yaml on the control planes; "
-        "restore.yml restores stacked etcd only (kubeadm's default), and the restore of external etcd (static pods on "
-        "the etcd hosts or systemd units) is not built yet")
-    assert 'docs/restore.md, "External etcd"' in text and "-e etcd_restore_etcd_group=''" in text
-    # Stacked (no group, an empty group, or an empty name): nothing to refuse.
+    play = ['cp1', 'cp2', 'etcd1', 'etcd2', 'etcd3']
+    topology = planner.external_topology(decide_topology('etcd', ['etcd1', 'etcd2', 'etcd3']), play)
+    assert topology['name'] == 'external' and topology['refusals'] == []
+    assert topology['etcd_hosts'] == ['etcd1', 'etcd2', 'etcd3'] and topology['control_planes'] == ['cp1', 'cp2']
+    assert topology['plan_line'].startswith("external etcd: the inventory group 'etcd' lists etcd1, etcd2, etcd3")
+    # Stacked (no group, an empty group, or an empty name): every host of the play is a control plane with its member.
     for group, hosts in (('etcd', []), ('', ['etcd1'])):
-        assert planner.external_refusals(decide_topology(group, hosts)) == []
+        stacked = planner.external_topology(decide_topology(group, hosts), ['cp1', 'cp2', 'cp3'])
+        assert stacked['name'] == 'stacked' and stacked['refusals'] == []
+        assert stacked['control_planes'] == ['cp1', 'cp2', 'cp3'] and stacked['etcd_hosts'] == []
+
+
+def test_external_etcd_is_refused_without_every_etcd_host_without_a_control_plane_or_with_hosts_declared_lost():
+    from ansible_collections.kubeops.etcd.plugins.module_utils.topology import decide_topology
+    group = decide_topology('etcd', ['etcd1', 'etcd2', 'etcd3'])
+    limited = planner.external_topology(group, ['cp1', 'etcd1', 'etcd2'])
+    [refused] = limited['refusals']
+    assert refused['host'] == 'etcd3'
+    assert refused['cause'] == ("the inventory group 'etcd' lists etcd3, which is not in this play (cp1, etcd1, etcd2); "
+                                'every member is restored at once')
+    assert 'without --limit' in refused['fix']
+    [alone] = planner.external_topology(group, ['etcd1', 'etcd2', 'etcd3'])['refusals']
+    assert 'the play has etcd hosts only' in alone['cause'] and 'etcd_target_group' in alone['fix']
+    # kubespray's default layout: etcd as systemd units on the control planes themselves.
+    beside = planner.external_topology(decide_topology('etcd', ['cp1', 'cp2', 'cp3']), ['cp1', 'cp2', 'cp3'],
+                                       control_plane_hosts=['cp1', 'cp2', 'cp3'])
+    [refused] = beside['refusals']
+    assert refused['host'] == 'cp1, cp2, cp3' and refused['cause'].startswith(
+        "cp1, cp2, cp3 are in the inventory group 'etcd' and in the control-plane group: etcd runs beside the API server")
+    assert 'docs/restore.md, "External etcd"' in refused['fix']
+    [lost] = planner.external_topology(group, ['cp1', 'etcd1', 'etcd2', 'etcd3'], 'etcd2')['refusals']
+    assert lost['host'] == 'etcd2' and 'with external etcd a restore onto fewer etcd hosts is not supported' in lost['cause']
+
+
+def unit_node(index, user='etcd', location=None):
+    """An etcd host of external etcd run by systemd, as etcd_member_info (units) reports it."""
+    facts = node(index, name='etcd%d' % index, apiserver=False)
+    facts['info']['member'].update(
+        kind='systemd', unit='etcd.service', user=user, manifest_path=None, image='/usr/local/bin/etcd',
+        data_dir_location=location or {'kind': 'env', 'file': '/etc/etcd.env', 'line': 2, 'variable': 'ETCD_DATA_DIR'})
+    facts['info']['apiserver'] = {'present': False, 'readyz_url': None}
+    return facts
+
+
+def control_plane(index):
+    ip = '10.0.1.%d' % index
+    return {'host': 'cp%d' % index, 'node': {
+        'info': {'member': None, 'apiserver': {'present': True, 'readyz_url': 'https://%s:6443/readyz' % ip}},
+        'held': [], 'pods_error': '', 'address': ip}}
+
+
+def external_plan(nodes=None, control_planes=None, **options):
+    hosts = ['etcd1', 'etcd2', 'etcd3']
+    nodes = nodes or dict((host, unit_node(i)) for i, host in enumerate(hosts, 1))
+    return plan_for(hosts, nodes, control_planes=control_planes or [control_plane(1), control_plane(2)], **options)
+
+
+def test_an_external_plan_restores_each_unit_member_as_its_service_user_and_starts_the_api_servers_of_the_control_planes():
+    decided = external_plan()
+    assert decided['refusals'] == []
+    plan = decided['plan']
+    assert plan['topology'] == 'external'
+    assert plan['control_planes'] == [{'host': 'cp1', 'readyz_url': 'https://10.0.1.1:6443/readyz'},
+                                      {'host': 'cp2', 'readyz_url': 'https://10.0.1.2:6443/readyz'}]
+    assert plan['names'] == ['etcd1', 'etcd2', 'etcd3']
+    assert plan['initial_cluster'] == ','.join('etcd%d=https://10.0.0.%d:2380' % (i, 10 + i) for i in (1, 2, 3))
+    first = plan['members'][0]
+    assert (first['kind'], first['unit'], first['user']) == ('systemd', 'etcd.service', 'etcd')
+    assert first['new_data_dir'] == '/var/lib/etcd-restored-%s' % TS
+    assert first['unit_backup_dir'] == '/etc/kubernetes/kubeops-etcd/runs/%s/units' % TS
+    lines = planner.plan_lines(plan)
+    assert lines[0] == 'Restore plan for 3 etcd host(s) of external etcd, with control plane(s) cp1, cp2:'
+    assert any(line.startswith('outage: stop kube-apiserver, kube-controller-manager and kube-scheduler on cp1, cp2; '
+                               'stop etcd on every etcd host;') for line in lines)
+    assert lines[-3].endswith('-> /var/lib/etcd-restored-%s; unit etcd.service, data dir set by ETCD_DATA_DIR in '
+                              '/etc/etcd.env, runs as etcd' % TS)
+
+
+def test_an_external_plan_is_refused_when_a_control_planes_api_server_pods_cannot_be_stopped():
+    held = control_plane(2)
+    held['node']['held'] = ['kube-apiserver.yaml']
+    gone = {'host': 'cp3', 'node': None}
+    decided = external_plan(control_planes=[control_plane(1), held, gone])
+    assert decided['plan'] is None
+    assert causes(decided) == (
+        'cp2: kube-apiserver.yaml is already held in /etc/kubernetes/kubeops-etcd/held-manifests instead of '
+        '/etc/kubernetes/manifests, so that pod is not running (an interrupted restore?) | '
+        'cp3: no facts were gathered from this control plane')
+
+
+def test_a_static_pod_member_of_external_etcd_keeps_the_stacked_members_files():
+    hosts = ['etcd1', 'etcd2', 'etcd3']
+    nodes = dict((host, node(i, name=host, apiserver=False)) for i, host in enumerate(hosts, 1))
+    plan = external_plan(nodes=nodes)['plan']
+    member = plan['members'][1]
+    assert member['kind'] == 'static_pod' and member['unit'] is None
+    assert member['prepared_manifest'] == '/etc/kubernetes/kubeops-etcd/runs/%s/etcd.yaml' % TS
+    assert planner.plan_lines(plan)[-2].endswith('static pod, prepared manifest %s' % member['prepared_manifest'])
+
+
+def test_the_report_of_an_external_restore_names_the_repointed_units_and_the_control_planes():
+    plan = external_plan()['plan']
+    final = {'cluster_id': plan['cluster_id'], 'revision': 1000000600, 'leader_name': 'etcd2', 'endpoints': []}
+    built = planner.build_report(plan, {}, final, {})
+    assert built['report']['topology'] == 'external' and built['report']['control_planes'] == ['cp1', 'cp2']
+    member = built['report']['members'][0]
+    assert member['manifest_backup'] is None and member['unit'] == 'etcd.service'
+    assert built['lines'][2].endswith('unit etcd.service repointed, its previous files kept in '
+                                      '/etc/kubernetes/kubeops-etcd/runs/%s/units' % TS)
+
+
+def test_a_unit_member_that_stays_down_after_the_rollback_is_told_to_be_restarted_with_systemctl():
+    plan = external_plan()['plan']
+    cluster = {'cluster_id': 'e07ff96dc481154f', 'healthy': False, 'tolerated_down': ['etcd2'], 'problems': [],
+               'members': [{'name': 'etcd1'}, {'name': 'etcd3'}], 'endpoints': []}
+    failures = [{'host': 'etcd2', 'step': 'wait_quorum', 'task': 'Wait', 'msg': 'expected members missing: etcd2'}]
+    text = planner.rolled_back_text(plan, failures, cluster, [], lost={'hosts': [], 'step': 'wait_quorum'})
+    assert text.startswith('etcd restore FAILED on etcd2 at step wait_quorum (task "Wait"): expected members missing')
+    assert 'the API servers, controller-managers and schedulers are started again on cp1, cp2.' in text
+    assert ('MEMBER DOWN on etcd2: unit etcd.service points at /var/lib/etcd again, but its etcd did not become healthy '
+            'again within the wait.') in text
+    assert 'once the cause is fixed, `systemctl restart etcd.service`.' in text
+    assert 'run the restore again once every etcd host serves' in text
+
+
+def test_an_incomplete_external_rollback_reads_each_unit_and_gives_the_hand_steps_for_units_and_api_servers():
+    plan = external_plan()['plan']
+    states = dict(('etcd%d' % i, {'answered': True, 'etcd_data_dir': '/var/lib/etcd'}) for i in (1, 2))
+    text = planner.rollback_incomplete_text(
+        plan, [{'host': 'etcd2', 'step': 'wait_quorum', 'task': 'Wait', 'msg': 'missing'}],
+        [{'host': 'etcd3', 'step': 'rollback', 'task': 'Rollback: start', 'msg': 'disk full'}], states,
+        {'manifests_dir': '/etc/kubernetes/manifests', 'holding_dir': '/etc/kubernetes/kubeops-etcd/held-manifests'})
+    lines = text.splitlines()
+    assert lines[0].endswith('State of every etcd host now:')
+    assert lines[1] == ('etcd1: unit etcd.service points at /var/lib/etcd (previous /var/lib/etcd, restored '
+                        '/var/lib/etcd-restored-%s); its files as they were before the restore are kept in '
+                        '/etc/kubernetes/kubeops-etcd/runs/%s/units' % (TS, TS))
+    assert lines[3].startswith('etcd3: did not answer; its state is unknown')
+    assert 'restore_abort.yml' not in text
+    assert 'on each control plane (cp1, cp2), move kube-apiserver.yaml' in lines[4]

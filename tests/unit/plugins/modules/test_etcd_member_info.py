@@ -14,7 +14,7 @@ from ansible.module_utils import basic
 
 from ansible_collections.kubeops.etcd.plugins.modules import etcd_member_info
 
-from unit_helpers import RESTORE_TOOLS, fakes, kubeadm_apiserver_facts, run_module
+from unit_helpers import FakeSystemd, RESTORE_TOOLS, fakes, kubeadm_apiserver_facts, run_module
 
 
 MANIFEST = '''apiVersion: v1
@@ -105,6 +105,7 @@ def test_describes_member_data_dir_and_tools(node, monkeypatch, module_exits, ve
         'image': 'registry.k8s.io/etcd:3.5.16-0',
         'image_version': '3.5.16',
         'manifest_path': str(node['manifest']),
+        'kind': 'static_pod', 'unit': None, 'units': [], 'user': None, 'group': None, 'data_dir_location': None,
     }
     info = os.stat(str(node['data']))
     assert result['data_dir_stat'] == {
@@ -335,3 +336,70 @@ def test_external_etcd_without_kube_apiserver_yaml_fails_saying_where_to_run(nod
     ok, result = run(external_args(node, fake))
     assert not ok
     assert str(node['tmp'] / 'kube-apiserver.yaml') in result['msg'] and 'Run this on a control plane' in result['msg']
+
+
+# External etcd run by systemd: the member comes from the unit when the host has no etcd.yaml (units option).
+ETCD_UNIT = '''[Service]
+User=etcd
+ExecStart=@ETCD@ --name=etcd1 --data-dir=@DATA@ \\
+  --listen-client-urls=https://10.0.0.21:2379 --advertise-client-urls=https://10.0.0.21:2379 \\
+  --initial-advertise-peer-urls=https://10.0.0.21:2380 --cert-file=/etc/etcd/pki/server.crt \\
+  --key-file=/etc/etcd/pki/server.key --trusted-ca-file=/etc/etcd/pki/ca.crt
+'''
+EVENTS_UNIT = '''[Service]
+ExecStart=@ETCD@ --name=events1 --data-dir=/var/lib/etcd-events \\
+  --listen-client-urls=https://10.0.0.21:2383 --advertise-client-urls=https://10.0.0.21:2383
+'''
+
+
+def etcd_binary(node, version='3.5.16'):
+    path = node['tmp'] / 'etcd'
+    path.write_text('#!/bin/sh\n[ "$1" = --version ] || exit 2\necho "etcd Version: %s"\necho "Git SHA: x"\n' % version)
+    os.chmod(str(path), 0o755)
+    return str(path)
+
+
+def test_an_etcd_host_without_etcd_yaml_is_read_from_the_systemd_unit_with_its_binarys_version(node, monkeypatch):
+    systemd = FakeSystemd(node['tmp'], monkeypatch)
+    paths = systemd.add('etcd.service', ETCD_UNIT.replace('@ETCD@', etcd_binary(node)).replace('@DATA@', str(node['data'])))
+    ok, result = run(dict(manifest_path=str(node['manifest']), units=[]))
+    assert ok, result
+    member = result['member']
+    assert (member['kind'], member['unit'], member['units'], member['user']) == (
+        'systemd', 'etcd.service', ['etcd.service'], 'etcd')
+    assert member['name'] == 'etcd1' and member['data_dir_host_path'] == str(node['data'])
+    assert member['peer_urls'] == ['https://10.0.0.21:2380']
+    assert member['image_version'] == '3.5.16' and member['manifest_path'] is None
+    assert member['data_dir_location'] == {'kind': 'flag', 'file': paths[0], 'line': 3}
+    assert result['data_dir_stat']['exists'] is True and result['data_dir_stat']['mode'] == '0700'
+
+
+def test_of_two_etcd_units_the_one_serving_the_api_servers_is_read_and_none_serving_names_them_all(node, monkeypatch):
+    systemd = FakeSystemd(node['tmp'], monkeypatch)
+    binary = etcd_binary(node)
+    systemd.add('etcd.service', ETCD_UNIT.replace('@ETCD@', binary).replace('@DATA@', str(node['data'])))
+    systemd.add('etcd-events.service', EVENTS_UNIT.replace('@ETCD@', binary))
+    ok, result = run(dict(manifest_path=str(node['manifest']), units=[],
+                          etcd_servers=['https://10.0.0.21:2379', 'https://10.0.0.22:2379']))
+    assert ok, result
+    assert result['member']['unit'] == 'etcd.service'
+    assert result['member']['units'] == ['etcd-events.service', 'etcd.service']
+    ok, result = run(dict(manifest_path=str(node['manifest']), units=[]))
+    assert not ok
+    assert 'runs several etcd units (etcd-events.service, etcd.service)' in result['msg']
+    assert 'etcd_restore_etcd_units' in result['msg']
+
+
+def test_a_host_that_keeps_etcd_yaml_is_a_static_pod_even_with_units(node, monkeypatch):
+    fake = fakes.FakeEtcd(node['tmp'], monkeypatch, '3.5.16')
+    write_manifest(node)
+    ok, result = run(dict(manifest_path=str(node['manifest']), units=['etcd.service'], **fake.path_args()))
+    assert ok, result
+    assert result['member']['kind'] == 'static_pod' and result['member']['name'] == 'cp1'
+
+
+def test_an_etcd_host_with_neither_etcd_yaml_nor_an_etcd_unit_fails_saying_so(node, monkeypatch):
+    FakeSystemd(node['tmp'], monkeypatch)
+    ok, result = run(dict(manifest_path=str(node['manifest']), units=[]))
+    assert not ok
+    assert result['msg'].startswith('No etcd unit (etcd*.service) is installed on ')
