@@ -25,6 +25,7 @@ import traceback
 
 from ansible.module_utils.common.text.converters import to_text
 
+from ansible_collections.kubeops.etcd.plugins.module_utils.crictl import log_cause
 from ansible_collections.kubeops.etcd.plugins.module_utils.errors import EtcdModuleError, node_name
 from ansible_collections.kubeops.etcd.plugins.module_utils.files import read_if_exists
 from ansible_collections.kubeops.etcd.plugins.module_utils.parsers import parse_version_output
@@ -1052,3 +1053,47 @@ def etcd_binary_version(runner, binary):
     if result.rc != 0:
         return ''
     return parse_version_output(result.stdout) or ''
+
+
+# Why a unit's etcd is not running: its state and the end of its journal ---------------------------------------------
+STATE_PROPERTIES = ('ActiveState', 'SubState', 'Result', 'ExecMainStatus')
+
+
+def parse_show(text):
+    """{property: value} from `systemctl show -p ...` output (key=value lines)."""
+    values = {}
+    for line in (text or '').splitlines():
+        key, sep, value = line.partition('=')
+        if sep:
+            values[key.strip()] = value.strip()
+    return values
+
+
+def unit_summary(host, unit, state, log_text):
+    """One sentence on a unit's etcd for a failure message, as crictl.container_summary says it of a static pod:
+    its state (and how its last run ended) and the line of its journal that says why etcd stopped."""
+    active, sub = state.get('ActiveState') or '?', state.get('SubState') or '?'
+    text = 'etcd on %s: unit %s is %s (%s' % (host, unit, active, sub)
+    if state.get('Result') and state.get('Result') != 'success':
+        text += ', result %s, exit status %s' % (state['Result'], state.get('ExecMainStatus') or '?')
+    text += ')'
+    cause = log_cause(log_text, last_line=False)
+    if cause:
+        text += ', its log ends with: %s' % cause
+    return text
+
+
+def read_unit_state(module, runner, unit, lines):
+    """The unit's state (systemctl show) and the last ``lines`` lines of its journal (journalctl), '' when there is no
+    journalctl; never fails: this only describes a unit for an operator."""
+    systemctl = module.get_bin_path('systemctl', required=False)
+    state = {}
+    if systemctl:
+        shown = runner.run([systemctl, 'show', '-p', ','.join(STATE_PROPERTIES), '--', unit], check_rc=False)
+        state = parse_show(shown.stdout) if shown.rc == 0 else {}
+    journalctl = module.get_bin_path('journalctl', required=False)
+    log_text = ''
+    if journalctl:
+        read = runner.run([journalctl, '-u', unit, '-n', str(lines), '--no-pager', '-o', 'cat'], check_rc=False)
+        log_text = read.stdout if read.rc == 0 else ''
+    return state, log_text

@@ -1214,11 +1214,12 @@ def _rolled_back_partly_text(plan, failures, cluster, moved_aside, lost, lost_ho
         if member.get('kind') == 'systemd':
             lines.append(
                 'MEMBER DOWN on %s: unit %s points at %s again, but its etcd did not become healthy again within the '
-                'wait%s. The cluster does not need it to serve; once its etcd runs, it rejoins by itself. On %s, look '
-                'at `systemctl status %s` and its log (for example a port taken by another process, `ss -ltnp`); '
-                'once the cause is fixed, `systemctl restart %s`.'
-                % (host, member['unit'], member['old_data_dir'], _endpoint_error(cluster, member), host, member['unit'],
-                   member['unit']))
+                'wait%s.%s The cluster does not need it to serve; once its etcd runs, it rejoins by itself. On %s, '
+                'look at `systemctl status %s` and `journalctl -u %s` (for example a port taken by another process, '
+                '`ss -ltnp`); once the cause is fixed, `systemctl restart %s`.'
+                % (host, member['unit'], member['old_data_dir'], _endpoint_error(cluster, member),
+                   ' Its unit, read after the wait: %s.' % container if container else '', host, member['unit'],
+                   member['unit'], member['unit']))
             continue
         lines.append(
             'MEMBER DOWN on %s: its original etcd.yaml is back and points at %s, but its etcd did not become healthy '

@@ -48,6 +48,13 @@ options:
         ignored), and the module fails when none does.
     type: list
     elements: str
+  log_lines:
+    description:
+      - Also read each unit's state (C(systemctl show)) and the last this many lines of its journal (C(journalctl -u)),
+        and say in RV(summary) why its etcd is not running - the line of the log that says so (the last panic, fatal or
+        error). V(0) (the default) reads neither.
+    type: int
+    default: 0
 extends_documentation_fragment:
   - kubeops.etcd.attributes
   - kubeops.etcd.attributes.INFO_MODULE
@@ -146,6 +153,15 @@ member:
     - Same keys as RV(units[].member).
   returned: always
   type: dict
+summary:
+  description:
+    - With O(log_lines), one sentence per unit on its etcd, keyed C(etcd) for the unit of RV(member) and by unit name for
+      every unit - its state and the line of its journal that says why etcd stopped, for a failure message.
+  returned: when O(log_lines) is positive
+  type: dict
+  sample:
+    etcd: "etcd on etcd2: unit etcd.service is activating (auto-restart, result exit-code, exit status 1), its log ends
+      with: listen tcp 10.0.0.22:2379: bind: address already in use"
 serving_units:
   description: The units serving O(etcd_servers); V(null) without O(etcd_servers).
   returned: always
@@ -156,8 +172,9 @@ serving_units:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.kubeops.etcd.plugins.module_utils.errors import EtcdModuleError
-from ansible_collections.kubeops.etcd.plugins.module_utils.etcd_unit import load_unit, serving_units
+from ansible_collections.kubeops.etcd.plugins.module_utils.errors import EtcdModuleError, node_name
+from ansible_collections.kubeops.etcd.plugins.module_utils.etcd_unit import (
+    load_unit, read_unit_state, serving_units, unit_summary)
 from ansible_collections.kubeops.etcd.plugins.module_utils.runner import Runner
 
 
@@ -166,14 +183,25 @@ def run_module(module):
     names = module.params['units'] or [module.params['unit']]
     entries = [load_unit(module, runner, name).describe() for name in names]
     result = {'changed': False, 'units': entries, 'member': None, 'serving_units': None}
+    chosen = None
     if module.params['etcd_servers']:
         result['serving_units'] = serving_units([(e['unit'], e['member']) for e in entries],
                                                 module.params['etcd_servers'])
         serving = [e for e in entries if e['unit'] in result['serving_units']]
         if len(serving) == 1:
-            result['member'] = serving[0]['member']
+            chosen = serving[0]
     elif len(entries) == 1:
-        result['member'] = entries[0]['member']
+        chosen = entries[0]
+    if chosen:
+        result['member'] = chosen['member']
+    if module.params['log_lines'] > 0:
+        summaries = {}
+        for entry in entries:
+            state, log_text = read_unit_state(module, runner, entry['unit'], module.params['log_lines'])
+            summaries[entry['unit']] = unit_summary(node_name(), entry['unit'], state, log_text)
+        if chosen:
+            summaries['etcd'] = summaries[chosen['unit']]
+        result['summary'] = summaries
     return result
 
 
@@ -183,6 +211,7 @@ def main():
             unit=dict(type='str', default='etcd.service'),
             units=dict(type='list', elements='str'),
             etcd_servers=dict(type='list', elements='str'),
+            log_lines=dict(type='int', default=0),
         ),
         supports_check_mode=True,
     )

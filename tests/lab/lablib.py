@@ -555,7 +555,7 @@ class Lab:
             # node bin dir, bind-mounted over /usr/local/sbin (empty on Debian; entries kept as symlinks)
             for e in host_sbin:
                 os.symlink(os.path.join(NODE_BIN_MOUNT, e), os.path.join(bindir, e))
-            for tool in ("crictl", "systemctl"):
+            for tool in ("crictl", "systemctl", "journalctl"):
                 os.symlink(os.path.join(STANDINS, tool), os.path.join(bindir, tool))
             if n["has_tools"]:
                 os.symlink(n["etcdctl"], os.path.join(bindir, "etcdctl"))
@@ -579,11 +579,11 @@ class Lab:
             _write(os.path.join(root, "var/lib/kubelet-standin/node.json"), json.dumps(node_cfg, indent=2))
             binds = [[os.path.join(root, "etc/kubernetes"), "/etc/kubernetes"],
                      [os.path.join(root, "var/lib"), "/var/lib"], [bindir, NODE_BIN_MOUNT]]
-            for real in ("/usr/bin/systemctl", "/bin/systemctl"):
+            for real in ("/usr/bin/systemctl", "/bin/systemctl", "/usr/bin/journalctl", "/bin/journalctl"):
                 # modules that look in /usr/bin before PATH (ansible.builtin.service) get the stand-in too
                 if os.path.isfile(real) and not os.path.islink(real) and \
                         not any(b[1] == os.path.realpath(real) for b in binds):
-                    binds.append([os.path.join(STANDINS, "systemctl"), os.path.realpath(real)])
+                    binds.append([os.path.join(STANDINS, os.path.basename(real)), os.path.realpath(real)])
             for rc in ROOT_SHELL_RC:
                 # a node's root has its own shell start-up files, as on a real node: bash sources ~/.bashrc
                 # for every ssh command, and the ops box's (pyenv, cargo) would run in every Ansible task

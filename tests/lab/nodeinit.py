@@ -6,7 +6,7 @@ Inside the fresh mount + UTS namespace it
   the node dir: the node's own /etc/passwd with an etcd user, /etc/systemd/system, /etc/etcd.env, certs, the etcd
   binary), re-binding what was mounted below them,
 - bind-mounts the node's private dirs over /etc/kubernetes, /var/lib and /usr/local/sbin
-  (the node's bin dir: etcdctl/etcdutl of its version, crictl, systemctl stand-ins), the
+  (the node's bin dir: etcdctl/etcdutl of its version, crictl, systemctl, journalctl stand-ins), the
   systemctl stand-in over /usr/bin/systemctl and a /run/systemd with system/ (when the host
   has them), so Ansible's service_mgr fact says systemd,
 - becomes a child subreaper (orphaned containers are re-parented here and reaped),

@@ -101,8 +101,8 @@ def test_backup_of_external_etcd_holds_the_clusters_keys_and_says_it_is_external
     assert "etc/kubernetes/manifests/etcd.yaml" not in names
 
 
-def test_restore_check_of_external_etcd_shows_the_plan_and_a_limit_without_an_etcd_host_is_refused(lab, run_playbook,
-                                                                                                     tmp_path):
+def test_restore_check_of_external_etcd_shows_the_plan_and_a_limit_without_an_etcd_host_is_refused(
+        lab, run_playbook, tmp_path):
     """restore.yml --check of external etcd plans on the etcd hosts with the control planes' API servers and changes
     nothing; run with --limit leaving an etcd host out, it is refused at its first task, naming that host. The
     cluster's keys and ID, every etcd host's state and the control planes' manifests are unchanged."""

@@ -344,14 +344,20 @@ def test_a_member_that_cannot_start_is_rolled_back_and_the_old_cluster_serves_un
             watcher.stop()
         assert taken, "etcd2's client port was never free during the restore:\n%r" % run
         assert run.rc != 0, run
-        # The first line names etcd2; what follows says it is down and how to bring it back once the cause is gone.
+        # The first line names etcd2 and the cause read there (its container's log, or its unit's journal); what
+        # follows says it is down and how to bring it back once the cause is gone.
         message = final_message(run)
-        assert re.match(r"etcd restore FAILED on etcd2 ", f.first_line(message)), message
+        first = f.first_line(message)
+        assert re.match(r"etcd restore FAILED on etcd2 ", first), message
+        assert "bind: address already in use" in first, message
         assert "MEMBER DOWN on etcd2" in message, message
         down = message.split("MEMBER DOWN on etcd2", 1)[1]
         if lab.state["etcd_style"] == "static":
             assert "crictl ps -a --name etcd" in down, message
         else:
+            assert first.startswith("etcd restore FAILED on etcd2 at step wait_quorum (task \"Wait until every "
+                                    "restored member is healthy, with one leader and the planned member list\"): "
+                                    "etcd on etcd2: unit etcd.service is "), message
             assert "systemctl restart etcd.service" in down, message
 
         # etcd1 and etcd3 are a quorum of the old cluster: the old data, the key written after the backup included.

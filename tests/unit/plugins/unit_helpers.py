@@ -171,8 +171,9 @@ def kubeadm_apiserver_facts(manifest_path):
 class FakeSystemd(object):
     """A `systemctl` on PATH that prints, for `systemctl cat <unit>`, what systemd would for the unit files written
     with add() (the unit file, then its drop-ins, each under a `# <path>` line), fails for unknown units as
-    systemctl does, lists them for `list-unit-files` (with its legend line), and records every call in ``calls`` (the
-    unit modules may run nothing but `cat` and `list-unit-files`)."""
+    systemctl does, lists them for `list-unit-files` (with its legend line), prints what set_state() gave for `show`
+    (and a `journalctl` beside it the unit's log), and records every call in ``calls`` (the unit modules may run
+    nothing else)."""
 
     def __init__(self, tmp_path, monkeypatch):
         self.root = tmp_path / 'etc-systemd-system'
@@ -180,18 +181,34 @@ class FakeSystemd(object):
         self.cats = tmp_path / 'cat'
         self.cats.mkdir()
         self.calls = tmp_path / 'systemctl-calls'
+        self.states = tmp_path / 'unit-states'
+        self.states.mkdir()
+        self.logs = tmp_path / 'unit-logs'
+        self.logs.mkdir()
         bin_dir = tmp_path / 'fakebin'
         bin_dir.mkdir()
         script = bin_dir / 'systemctl'
         script.write_text('#!/bin/sh\necho "$*" >> "%s"\n'
                           'if [ "$1" = list-unit-files ]; then echo "UNIT FILE STATE"; '
                           'for f in "%s"/*; do [ -f "$f" ] && echo "${f##*/} enabled"; done; exit 0; fi\n'
+                          'if [ "$1" = show ]; then for last; do :; done; cat "%s/$last" 2>/dev/null; exit 0; fi\n'
                           '[ "$1" = cat ] || { echo "unexpected: $*" >&2; exit 3; }\n'
                           'for last; do :; done\n'
                           'if [ -f "%s/$last" ]; then cat "%s/$last"; exit 0; fi\n'
-                          'echo "No files found for $last." >&2\nexit 1\n' % (self.calls, self.cats, self.cats, self.cats))
+                          'echo "No files found for $last." >&2\nexit 1\n'
+                          % (self.calls, self.cats, self.states, self.cats, self.cats))
         os.chmod(str(script), 0o755)
+        journalctl = bin_dir / 'journalctl'
+        journalctl.write_text('#!/bin/sh\necho "journalctl $*" >> "%s"\n'
+                              'while [ $# -gt 0 ]; do [ "$1" = -u ] && unit=$2; shift; done\n'
+                              'cat "%s/$unit" 2>/dev/null || echo "-- No entries --"\n' % (self.calls, self.logs))
+        os.chmod(str(journalctl), 0o755)
         monkeypatch.setenv('PATH', '%s:%s' % (bin_dir, os.environ['PATH']))
+
+    def set_state(self, unit, properties, log=''):
+        """What `systemctl show` prints for the unit (key=value lines) and `journalctl -u` for its log."""
+        (self.states / unit).write_text(''.join('%s=%s\n' % item for item in sorted(properties.items())))
+        (self.logs / unit).write_text(log)
 
     def add(self, unit, text, drop_ins=(), mode=0o644):
         """Write the unit file (with mode) and drop-ins ((name, text)); the paths in systemctl cat's order."""

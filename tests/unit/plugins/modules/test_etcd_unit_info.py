@@ -137,3 +137,36 @@ def test_flag_and_variable_conflict_fails_naming_both_files(systemd, tmp_path):
     assert not ok
     assert 'sets --name twice: the flag in ExecStart of %s (line 8) and ETCD_NAME in %s (line 9)' % (
         paths[0], env) in result['msg']
+
+
+# etcd 3.5's JSON log of a member whose client port another process holds (the restore's rollback reads it).
+PORT_TAKEN_LOG = (
+    'Started etcd.service: /usr/local/bin/etcd\n'
+    '{"level":"info","ts":"2026-12-04T11:47:20Z","caller":"embed/etcd.go:127","msg":"configuring peer listeners"}\n'
+    '{"level":"fatal","ts":"2026-12-04T11:47:20Z","caller":"etcdmain/etcd.go:204","msg":"discovery failed",'
+    '"error":"listen tcp 10.0.0.21:2379: bind: address already in use"}\n')
+
+
+def test_log_lines_say_why_the_units_etcd_is_not_running_from_its_state_and_journal(systemd, tmp_path):
+    kubespray(systemd, tmp_path)
+    systemd.add('etcd-events.service', EVENTS_UNIT)
+    systemd.set_state('etcd.service', {'ActiveState': 'activating', 'SubState': 'auto-restart', 'Result': 'exit-code',
+                                       'ExecMainStatus': '1'}, PORT_TAKEN_LOG)
+    systemd.set_state('etcd-events.service', {'ActiveState': 'active', 'SubState': 'running', 'Result': 'success'})
+    ok, result = run_module(etcd_unit_info, {'units': ['etcd.service', 'etcd-events.service'], 'log_lines': 50,
+                                             'etcd_servers': ['https://10.0.0.21:2379']})
+    assert ok, result
+    host = result['summary']['etcd'].split(':')[0].split(' on ')[1]
+    assert result['summary'] == {
+        'etcd': 'etcd on %s: unit etcd.service is activating (auto-restart, result exit-code, exit status 1), its log '
+                'ends with: discovery failed: listen tcp 10.0.0.21:2379: bind: address already in use' % host,
+        'etcd.service': 'etcd on %s: unit etcd.service is activating (auto-restart, result exit-code, exit status 1), '
+                        'its log ends with: discovery failed: listen tcp 10.0.0.21:2379: bind: address already in use'
+                        % host,
+        'etcd-events.service': 'etcd on %s: unit etcd-events.service is active (running)' % host,
+    }
+    calls = systemd.calls.read_text()
+    assert 'journalctl -u etcd.service -n 50 --no-pager -o cat' in calls
+    # Without log_lines nothing but the unit files is read.
+    ok, result = run_module(etcd_unit_info, {'unit': 'etcd.service'})
+    assert ok and 'summary' not in result
