@@ -225,7 +225,8 @@ class ActionModule(ActionBase):
         """What the inventory declares: stacked or external etcd (which hosts run the members, which the API servers),
         and the control planes declared lost (etcd_restore_lost_hosts), checked against the play's hosts."""
         topology = planner.external_topology(decide_topology(args['etcd_group'], args['etcd_hosts']),
-                                             args['hosts'] or [], args['lost_hosts'], args['control_plane_hosts'])
+                                             args['hosts'] or [], args['lost_hosts'], args['control_plane_hosts'],
+                                             resume=args['resume'], rollback=args['rollback'])
         if topology['refusals']:
             return {'failed': True, 'msg': planner.refusal_text(topology['refusals']),
                     'refusals': topology['refusals'], 'topology': topology}

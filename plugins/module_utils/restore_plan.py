@@ -411,12 +411,13 @@ def _check_space(host, info, plan, snapshot, options, refusals):
 MEMBER_PLAYBOOK = 'playbooks/member.yml'
 
 
-def external_topology(topology, play_hosts, lost_hosts=None, control_plane_hosts=None):
+def external_topology(topology, play_hosts, lost_hosts=None, control_plane_hosts=None, resume=False, rollback=False):
     """Who does what in the play: with stacked etcd every host is a control plane running a member; with external
     etcd (an inventory group of etcd hosts) the etcd hosts run the members and the other hosts of the play are the
     control planes, whose API servers stop before etcd and start after it. Refusals when the play does not hold
     every etcd host, holds no control plane, declares hosts lost (for stacked control planes only), or has etcd hosts
-    that are control planes too (control_plane_hosts: the inventory's control-plane group)."""
+    that are control planes too (control_plane_hosts: the inventory's control-plane group), or is asked to resume or
+    undo an unfinished run (resume, rollback): a restore of external etcd writes no journal to do that from."""
     if not topology or topology.get('name') != 'external':
         return {'name': 'stacked', 'etcd_hosts': [], 'control_planes': list(play_hosts), 'refusals': [],
                 'plan_line': (topology or {}).get('plan_line') or 'stacked etcd on the control planes'}
@@ -455,6 +456,14 @@ def external_topology(topology, play_hosts, lost_hosts=None, control_plane_hosts
                                  'etcd a restore onto fewer etcd hosts is not supported',
             'bring the lost etcd host back (a new host with the same inventory name and peer URL) and restore onto '
             'every etcd host, or restore by hand onto the others (docs/restore.md, "External etcd").'))
+    if resume or rollback:
+        refusals.append(refusal(
+            ', '.join(etcd_hosts + control_planes),
+            '%s finishes or undoes an unfinished run from the journals on the nodes, and a restore of external etcd '
+            'writes none' % ('etcd_restore_resume' if resume else 'etcd_restore_rollback (playbooks/restore_abort.yml)'),
+            'finish or undo an interrupted restore of external etcd by hand: docs/restore.md, "External etcd", says '
+            'where each unit\'s and etcd.yaml\'s previous files and the held manifests are; a new restore.yml run with '
+            'a snapshot restores again.'))
     return {'name': 'external', 'etcd_group': group, 'etcd_hosts': etcd_hosts, 'control_planes': control_planes,
             'refusals': refusals, 'plan_line': topology.get('plan_line') or ''}
 

@@ -79,12 +79,15 @@ options:
     default: etcd_restore
     choices: [etcd_restore, etcd_verify]
   resume:
-    description: With O(phase=unfinished), finish the unfinished run (only when every node reached the same step).
+    description:
+      - With O(phase=unfinished), finish the unfinished run (only when every node reached the same step).
+      - With O(phase=declared) and external etcd, refused (no journal is written for external etcd).
     type: bool
     default: false
   rollback:
-    description: With O(phase=unfinished), undo the unfinished run (a run that stopped nothing is only closed,
-      C(action=close)).
+    description:
+      - With O(phase=unfinished), undo the unfinished run (a run that stopped nothing is only closed, C(action=close)).
+      - With O(phase=declared) and external etcd, refused (no journal is written for external etcd).
     type: bool
     default: false
   identity_given:

@@ -104,7 +104,8 @@ def test_backup_of_external_etcd_holds_the_clusters_keys_and_says_it_is_external
 def test_restore_check_of_external_etcd_shows_the_plan_and_a_limit_without_an_etcd_host_is_refused(
         lab, run_playbook, tmp_path):
     """restore.yml --check of external etcd plans on the etcd hosts with the control planes' API servers and changes
-    nothing; run with --limit leaving an etcd host out, it is refused at its first task, naming that host. The
+    nothing; run with --limit leaving an etcd host out, it is refused at its first task, naming that host, and so is
+    restore_abort.yml (no journal to undo from). The
     cluster's keys and ID, every etcd host's state and the control planes' manifests are unchanged."""
     report = h.backup(run_playbook, lab, str(tmp_path / "backups"))
     keys, cluster = h.keys(lab, with_values=True), h.cluster_id(lab)
@@ -128,6 +129,14 @@ def test_restore_check_of_external_etcd_shows_the_plan_and_a_limit_without_an_et
     assert failed["result"]["msg"].startswith(
         "The restore was refused before anything was changed: etcd3: the inventory group 'etcd' lists etcd3, which is "
         "not in this play (cp1, cp2, etcd1, etcd2); every member is restored at once"), failed
+    # No journal is written for external etcd: an abort (restore_abort.yml) is refused at the same first task.
+    run = run_playbook(lab, os.path.join(REPO_ROOT, "playbooks", "restore_abort.yml"))
+    assert run.rc != 0, run
+    [failed] = run.failed()
+    assert failed["result"]["msg"].startswith(
+        "The restore was refused before anything was changed: etcd1, etcd2, etcd3, cp1, cp2: etcd_restore_rollback "
+        "(playbooks/restore_abort.yml) finishes or undoes an unfinished run from the journals on the nodes, and a "
+        "restore of external etcd writes none"), failed
     assert h.keys(lab, with_values=True) == keys and h.cluster_id(lab) == cluster
     assert h.node_state(lab) == state
     assert {host: [h.read_node_file(lab, host, "/etc/kubernetes/manifests/" + name) for name in h.MANIFESTS[1:]]

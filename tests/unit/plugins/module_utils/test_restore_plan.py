@@ -955,6 +955,15 @@ def test_external_etcd_is_refused_without_every_etcd_host_without_a_control_plan
     assert refused['host'] == 'cp1, cp2, cp3' and refused['cause'].startswith(
         "cp1, cp2, cp3 are in the inventory group 'etcd' and in the control-plane group: etcd runs beside the API server")
     assert 'docs/restore.md, "External etcd"' in refused['fix']
+    # No journal is written for external etcd: nothing to resume or undo from.
+    play = ['cp1', 'etcd1', 'etcd2', 'etcd3']
+    for flags, name in (({'resume': True}, 'etcd_restore_resume'),
+                        ({'rollback': True}, 'etcd_restore_rollback (playbooks/restore_abort.yml)')):
+        [refused] = planner.external_topology(group, play, **flags)['refusals']
+        assert refused['host'] == 'etcd1, etcd2, etcd3, cp1'
+        assert refused['cause'] == ('%s finishes or undoes an unfinished run from the journals on the nodes, and a '
+                                    'restore of external etcd writes none' % name)
+        assert 'docs/restore.md, "External etcd"' in refused['fix']
     [lost] = planner.external_topology(group, ['cp1', 'etcd1', 'etcd2', 'etcd3'], 'etcd2')['refusals']
     assert lost['host'] == 'etcd2' and 'with external etcd a restore onto fewer etcd hosts is not supported' in lost['cause']
 
