@@ -23,7 +23,7 @@ PREFIX = "/kubeops-survivors/"
 MEMBER_PLAYBOOK = os.path.join(os.path.dirname(h.RESTORE_PLAYBOOK), "member.yml")
 GONE = "/root/destroyed-manifests"
 REPORT_TASK = "Report the restore of each member"
-DECLARED_TASK = "Check what the inventory declares (no external etcd group; the control planes declared lost)"
+DECLARED_TASK = "Check what the inventory declares (stacked or external etcd; the control planes declared lost)"
 
 
 def survivors(lab):
